@@ -1,0 +1,1 @@
+"""dvp_engine.render."""
