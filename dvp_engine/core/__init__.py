@@ -1,1 +1,22 @@
-"""dvp_engine.core."""
+"""dvp_engine.core: the data model (numpy + stdlib only, so hosts such as Nuke and Blender can load it).
+
+FaceTrack and its file format, the parameter layout and channel names, rotations, frame ranges,
+image-sequence fields and curve files. Importing this package never imports torch or OpenImageIO.
+"""
+
+from . import layout
+from .curves import Curve, CurveSet, Key, apply_curves
+from .errors import DvpError, InputError, SchemaError
+from .track import FaceTrack
+
+__all__ = [
+    "Curve",
+    "CurveSet",
+    "DvpError",
+    "FaceTrack",
+    "InputError",
+    "Key",
+    "SchemaError",
+    "apply_curves",
+    "layout",
+]

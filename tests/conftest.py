@@ -1,0 +1,24 @@
+"""Shared fixtures: the real portrait clips in ../shared/data (skip cleanly when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real test clips; skips the test when it is absent."""
+    if not (SHARED_DATA / "wda_kh.mp4").is_file():
+        pytest.skip(f"real test clips not found in {SHARED_DATA} (see the README's Test data section)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def sample_clip(shared_data: Path) -> Path:
+    """The 200-frame public-domain sample clip."""
+    return shared_data / "wda_kh.mp4"
