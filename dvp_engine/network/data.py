@@ -1,0 +1,148 @@
+"""Training data for the network: sliding windows, the held-out split and (volume, frame) pair datasets.
+
+Volume channel layout (the contract with the conditioning renderer): a volume stacks the Nw frames of its
+window oldest first, current frame last; each frame contributes 9 channels in the order
+colour RGB, correspondence RGB, eye-gaze RGB. So the current frame's colour render is channels
+``9*(Nw-1) : 9*(Nw-1) + 3`` (see :func:`current_colour`). Everything is display-referred sRGB mapped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+__all__ = [
+    "CHANNELS_PER_FRAME",
+    "PairDataset",
+    "current_colour",
+    "held_out_split",
+    "window_indices",
+]
+
+CHANNELS_PER_FRAME = 9
+
+
+def window_indices(frame_idx: int, nw: int = 11, first: int = 0) -> list[int]:
+    """Indices of the Nw frames whose conditioning images form the volume of ``frame_idx``.
+
+    Returns exactly ``nw`` indices ending at ``frame_idx`` (oldest first, ``frame_idx`` last):
+    ``[frame_idx - nw + 1, ..., frame_idx]``. Indices before ``first`` (the start of the sequence) are clamped to
+    ``first``, i.e. the first frame is repeated; the paper instead drops the first Nw - 1 frames from training
+    (use ``held_out_split(..., full_windows_only=True)``).
+
+    Args:
+        frame_idx: position of the current frame (0-based index into the sequence, or a frame number when
+            ``first`` is the first frame number).
+        nw: window length (>= 1).
+        first: first valid index of the sequence.
+    Raises:
+        ValueError: ``nw < 1`` or ``frame_idx < first``.
+    """
+    if nw < 1:
+        raise ValueError(f"window length must be >= 1, got {nw}")
+    if frame_idx < first:
+        raise ValueError(f"frame {frame_idx} is before the first frame {first}")
+    return [max(first, i) for i in range(frame_idx - nw + 1, frame_idx + 1)]
+
+
+def held_out_split(
+    n_frames: int, fraction: float = 0.1, nw: int = 11, full_windows_only: bool = False
+) -> tuple[list[int], list[int]]:
+    """Split sequence positions ``0..n_frames-1`` into (train, held_out).
+
+    The held-out set is the last ``ceil(fraction * n_frames)`` frames (at least 1): they are never trained on.
+    With ``full_windows_only`` the first ``nw - 1`` frames (whose windows would reach before the start) are left
+    out of training, as in the paper's corpus of ``Nt - (Nw - 1)`` volumes.
+
+    Raises:
+        ValueError: too few frames to leave a non-empty training set.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"held-out fraction must be in (0, 1), got {fraction}")
+    n_held = max(1, math.ceil(fraction * n_frames))
+    start = nw - 1 if full_windows_only else 0
+    train = list(range(start, n_frames - n_held))
+    if not train:
+        raise ValueError(f"{n_frames} frames leave no training frames (held out {n_held}, skipped {start})")
+    return train, list(range(n_frames - n_held, n_frames))
+
+
+def current_colour(volume: torch.Tensor, nw: int) -> torch.Tensor:
+    """The current frame's colour render from volumes ``(B, 9*nw, H, W)`` -> ``(B, 3, H, W)`` (same range)."""
+    c0 = CHANNELS_PER_FRAME * (nw - 1)
+    return volume[:, c0 : c0 + 3]
+
+
+ArrayLike = np.ndarray | torch.Tensor
+
+
+def _to_tensor(a: ArrayLike) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    return t.to(torch.float32)
+
+
+class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
+    """(conditioning volume, ground-truth frame) pairs, from arrays or from a callable.
+
+    Items: ``volume`` ``(9*Nw, H, W)`` float32 in [-1, 1] and ``frame`` ``(3, H, W)`` float32 in [-1, 1].
+
+    Build with :meth:`from_arrays` (volumes ``(N, 9*Nw, H, W)``, frames ``(N, 3, H, W)``, numpy or torch) or
+    :meth:`from_callable` (``fn(i) -> (volume, frame)`` for ``i`` in ``indices``), e.g. to read pre-rendered
+    volumes cached on disk. ``indices`` restricts the dataset to a subset (such as the training split).
+    """
+
+    def __init__(
+        self,
+        n: int,
+        fetch: Callable[[int], tuple[ArrayLike, ArrayLike]],
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self._fetch = fetch
+        self._n = n
+        self.indices = list(range(n)) if indices is None else [int(i) for i in indices]
+        for i in self.indices:
+            if not 0 <= i < n:
+                raise IndexError(f"dataset index {i} outside 0..{n - 1}")
+
+    @classmethod
+    def from_arrays(
+        cls, volumes: ArrayLike, frames: ArrayLike, indices: Sequence[int] | None = None
+    ) -> PairDataset:
+        """Dataset over in-memory arrays; checks matching counts and sizes."""
+        if volumes.ndim != 4 or frames.ndim != 4:
+            raise ValueError(
+                f"expected volumes (N,C,H,W) and frames (N,3,H,W), got {volumes.shape}, {frames.shape}"
+            )
+        if volumes.shape[0] != frames.shape[0]:
+            raise ValueError(f"{volumes.shape[0]} volumes but {frames.shape[0]} frames")
+        if tuple(volumes.shape[2:]) != tuple(frames.shape[2:]):
+            raise ValueError(
+                f"volume size {tuple(volumes.shape[2:])} != frame size {tuple(frames.shape[2:])}"
+            )
+        if volumes.shape[1] % CHANNELS_PER_FRAME:
+            raise ValueError(f"volume channels {volumes.shape[1]} are not a multiple of {CHANNELS_PER_FRAME}")
+        v, f = _to_tensor(volumes), _to_tensor(frames)
+        return cls(int(v.shape[0]), lambda i: (v[i], f[i]), indices)
+
+    @classmethod
+    def from_callable(
+        cls, n: int, fn: Callable[[int], tuple[ArrayLike, ArrayLike]], indices: Sequence[int] | None = None
+    ) -> PairDataset:
+        """Dataset calling ``fn(i) -> (volume (9Nw,H,W), frame (3,H,W))`` for each sequence position ``i``."""
+        return cls(n, fn, indices)
+
+    def subset(self, indices: Sequence[int]) -> PairDataset:
+        """The same source restricted to sequence positions ``indices``."""
+        return PairDataset(self._n, self._fetch, indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        i = self.indices[k]
+        vol, frame = self._fetch(i)
+        return _to_tensor(vol), _to_tensor(frame)

@@ -1,0 +1,59 @@
+"""Export the generator as TorchScript for Nuke's CopyCat Inference node (turned into a ``.cat`` in Nuke).
+
+The exported module has exactly one input and one output tensor, with the normalisation inside ``forward``:
+
+* input ``(1, 9*Nw, S, S)`` float32 in **[0, 1]** (Nuke images; display-referred sRGB conditioning channels
+  in the volume's channel order, see :mod:`dvp_engine.network.data`);
+* output ``(1, 3, S, S)`` float32 in **[0, 1]** (display-referred sRGB).
+
+Internally: ``x * 2 - 1`` -> generator (eval mode: BN running statistics, no dropout) -> ``(y + 1) / 2``,
+clamped to [0, 1].
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from dvp_engine.core.atomic import atomic_path
+
+from .generator import SpaceTimeGenerator
+
+__all__ = ["CopyCatWrapper", "export_torchscript"]
+
+
+class CopyCatWrapper(nn.Module):
+    """One tensor in ([0, 1]) -> one tensor out ([0, 1]) around a :class:`SpaceTimeGenerator`."""
+
+    def __init__(self, generator: SpaceTimeGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.generator(x * 2.0 - 1.0)
+        return ((y + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def export_torchscript(generator: SpaceTimeGenerator, path: str | Path) -> Path:
+    """Trace the generator (on the CPU, float32, eval mode) into a TorchScript file, written atomically.
+
+    The traced graph only uses conv, transposed conv, batch norm, (leaky) ReLU, tanh, cat and arithmetic, so
+    it runs at any ``S`` divisible by ``2**levels``. The file is saved by the installed torch; Nuke 13 reads
+    torch 1.6 TorchScript and Nuke 14-15 torch 1.12 (see docs/network.md).
+
+    Returns:
+        The written path.
+    """
+    cfg = generator.config
+    g = SpaceTimeGenerator(cfg)
+    g.load_state_dict({k: v.detach().float().cpu() for k, v in generator.state_dict().items()})
+    wrapper = CopyCatWrapper(g.eval()).eval()
+    example = torch.full((1, cfg.in_channels, cfg.size, cfg.size), 0.5)
+    with torch.no_grad():
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        torch.jit.save(traced, str(tmp))
+    return p
