@@ -227,7 +227,7 @@ def _unb64(s: str) -> torch.Tensor:
 
 def get_rng_state() -> dict[str, Any]:
     """torch (CPU and every CUDA device), numpy's global and Python's ``random`` states as JSON-able values."""
-    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # type: ignore[misc]  # noqa: NPY002
+    name, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)  # noqa: NPY002
     py = random.getstate()
     out: dict[str, Any] = {
         "torch_cpu": _b64(torch.get_rng_state()),
@@ -343,7 +343,7 @@ def latest_checkpoint(model_dir: str | Path) -> Path:
         rel = json.loads(f.read_text(encoding="utf-8"))["checkpoint"]
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"unreadable latest.json ({exc})", path=f) from exc
-    ck = root / rel
+    ck = root / str(rel)
     if not (ck / STATE_FILE).is_file():
         raise CheckpointError("latest.json points to a missing or incomplete checkpoint", path=ck)
     return ck
@@ -353,7 +353,7 @@ def read_state(checkpoint: str | Path) -> dict[str, Any]:
     """Read and check ``state.json`` of a checkpoint folder."""
     f = Path(checkpoint) / STATE_FILE
     try:
-        st = json.loads(f.read_text(encoding="utf-8"))
+        st: dict[str, Any] = json.loads(f.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise CheckpointError("training state not found", path=f) from exc
     except ValueError as exc:

@@ -60,7 +60,8 @@ class PatchDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, volume: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
-        return self.net(torch.cat([volume, image], dim=1))
+        out: torch.Tensor = self.net(torch.cat([volume, image], dim=1))
+        return out
 
 
 def init_weights(module: nn.Module, std: float = 0.02, generator: torch.Generator | None = None) -> None:

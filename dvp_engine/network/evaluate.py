@@ -52,7 +52,10 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, data_range: float = 1.0) -> t
 def ssim(
     pred: torch.Tensor, target: torch.Tensor, window_size: int = 11, data_range: float = 1.0
 ) -> torch.Tensor:
-    """Per-image mean SSIM ``(N,)`` (kornia, Gaussian window sigma 1.5, valid region only, no eps term)."""
+    """Per-image mean SSIM ``(N,)`` (kornia, Gaussian window sigma 1.5, valid region only, no eps term).
+
+    Images must be at least ``2 * window_size`` pixels a side.
+    """
     _check_pair(pred, target)
     m = kornia.metrics.ssim(
         pred.float(), target.float(), window_size, max_val=data_range, eps=0.0, padding="valid"
@@ -124,7 +127,8 @@ def nearest_neighbour(
         scale = scale * np.asarray(weights, dtype=np.float64)
     a_s, q_s = a * scale, q * scale
     d2 = (q_s**2).sum(1)[:, None] - 2.0 * q_s @ a_s.T + (a_s**2).sum(1)[None, :]
-    return np.argmin(d2, axis=1).astype(np.int64)
+    idx: np.ndarray = np.argmin(d2, axis=1).astype(np.int64)
+    return idx
 
 
 def contact_sheet(rows: Sequence[torch.Tensor | np.ndarray], gap: int = 2) -> np.ndarray:

@@ -12,6 +12,7 @@ clamped to [0, 1].
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,7 +33,7 @@ class CopyCatWrapper(nn.Module):
         self.generator = generator
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.generator(x * 2.0 - 1.0)
+        y: torch.Tensor = self.generator(x * 2.0 - 1.0)
         return ((y + 1.0) * 0.5).clamp(0.0, 1.0)
 
 
@@ -51,9 +52,13 @@ def export_torchscript(generator: SpaceTimeGenerator, path: str | Path) -> Path:
     g.load_state_dict({k: v.detach().float().cpu() for k, v in generator.state_dict().items()})
     wrapper = CopyCatWrapper(g.eval()).eval()
     example = torch.full((1, cfg.in_channels, cfg.size, cfg.size), 0.5)
-    with torch.no_grad():
-        traced = torch.jit.trace(wrapper, example, check_trace=False)
+    # TorchScript is deprecated in recent torch in favour of torch.export, but it is what Nuke's CatFileCreator
+    # reads; silence the deprecation notice.
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        traced = torch.jit.trace(wrapper, example, check_trace=False)  # type: ignore[no-untyped-call,unused-ignore]
     p = Path(path)
-    with atomic_path(p) as tmp:
+    with atomic_path(p) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
         torch.jit.save(traced, str(tmp))
     return p

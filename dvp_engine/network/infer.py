@@ -66,7 +66,8 @@ class Renderer:
             g = model
         else:
             g = load_generator(model, expect=expect, device="cpu")
-        self.model = g.to(dev, memory_format=self.memory_format).eval()
+        g.to(dev).to(memory_format=self.memory_format)  # type: ignore[call-overload,unused-ignore]
+        self.model: SpaceTimeGenerator = g.eval()
         self._run: Any = torch.compile(self.model) if compile else self.model
         self.batch = batch
         self.events: list[str] = []
@@ -84,7 +85,7 @@ class Renderer:
             torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
         )
         with torch.inference_mode(), ctx:
-            y = self._run(x)
+            y: torch.Tensor = self._run(x)
         return y.float().contiguous().cpu()
 
     def _check(self, v: torch.Tensor) -> None:

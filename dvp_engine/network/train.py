@@ -220,8 +220,9 @@ class Trainer:
         self.D = PatchDiscriminator(self.d_config)
         init_weights(self.G, generator=gen)
         init_weights(self.D, generator=gen)
-        self.G.to(self.device, memory_format=self.memory_format).train()
-        self.D.to(self.device, memory_format=self.memory_format).train()
+        for m in (self.G, self.D):
+            m.to(self.device).to(memory_format=self.memory_format)  # type: ignore[call-overload,unused-ignore]
+            m.train()
         fused = bool(cuda and cfg.fused_adam)
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
@@ -389,13 +390,13 @@ class Trainer:
                 loss_real = F.binary_cross_entropy_with_logits(
                     pred_real.float(), torch.ones_like(pred_real.float())
                 )
-            (cfg.d_loss_factor * loss_real).backward()
+            torch.autograd.backward(loss_real * cfg.d_loss_factor)
         with self._autocast():
             pred_fake = self._D_run(volume, fake.detach())
             loss_fake = F.binary_cross_entropy_with_logits(
                 pred_fake.float(), torch.zeros_like(pred_fake.float())
             )
-        (cfg.d_loss_factor * loss_fake).backward()
+        torch.autograd.backward(loss_fake * cfg.d_loss_factor)
         self.opt_d.step()
         # Generator: fool D (fake -> 1) + lambda * L1; D is frozen (plain module, no DDP hooks).
         for p in self.D.parameters():
@@ -406,7 +407,7 @@ class Trainer:
         loss_gan = F.binary_cross_entropy_with_logits(pred.float(), torch.ones_like(pred.float()))
         loss_l1 = (fake.float() - real.float()).abs().mean()
         loss_g = loss_gan + cfg.lambda_l1 * loss_l1
-        loss_g.backward()
+        torch.autograd.backward(loss_g)
         self.opt_g.step()
         for p in self.D.parameters():
             p.requires_grad_(True)
@@ -459,6 +460,7 @@ class Trainer:
             dynamic_ncols=True,
         )
         sums: dict[str, torch.Tensor] = {}
+        zero = torch.zeros((), device=self.device)
         count = 0
         t0 = time.perf_counter()
         try:
@@ -472,7 +474,7 @@ class Trainer:
                 self.iteration += 1
                 count += 1
                 for k, v in losses.items():
-                    sums[k] = sums.get(k, 0.0) + v  # type: ignore[assignment,operator]
+                    sums[k] = sums.get(k, zero) + v
                 bar.update(1)
                 if self.iteration % max(1, cfg.log_every) == 0 or self.iteration == stop:
                     dt = time.perf_counter() - t0
@@ -517,7 +519,7 @@ class Trainer:
         self.G.eval()
         try:
             with self._autocast():
-                out = self.G(self._to_device(volume))
+                out: torch.Tensor = self.G(self._to_device(volume))
         finally:
             self.G.train(was)
         return out.float()
