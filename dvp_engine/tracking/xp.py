@@ -1,0 +1,217 @@
+"""Array-API helpers for the tracker: the same code runs on numpy (CPU) and CuPy (CUDA).
+
+Every function takes the array namespace ``xp`` (``numpy`` or ``cupy``) explicitly or infers it from its
+inputs, and uses only operations both libraries provide with the same semantics: no ``np.add.at``, no
+fancy-index assignment with repeated indices (last-writer-wins is undefined on CUDA). Scatter-adds are
+written with ``bincount`` and segment minima with a sort.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+Array = Any
+"""A numpy or CuPy array (the tracker does not depend on CuPy's type stubs)."""
+
+
+def get_xp(device: str = "cpu") -> types.ModuleType:
+    """The array module for a device: ``numpy`` for ``"cpu"``, ``cupy`` for ``"cuda"`` (or ``"cuda:N"``).
+
+    Raises:
+        RuntimeError: ``"cuda"`` asked but CuPy or a CUDA device is not available (the message says how to
+            install it).
+    """
+    if device == "cpu":
+        return np
+    if device.startswith("cuda"):
+        try:
+            import cupy  # type: ignore[import-not-found]
+        except ImportError as exc:  # pragma: no cover - depends on the machine
+            raise RuntimeError(
+                "device 'cuda' needs CuPy: pip install 'dvp[cuda]' (cupy-cuda12x) on a machine with a CUDA GPU"
+            ) from exc
+        try:
+            n = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # pragma: no cover
+            raise RuntimeError(f"device 'cuda': CuPy finds no usable CUDA device ({exc})") from exc
+        if n < 1:  # pragma: no cover
+            raise RuntimeError("device 'cuda': no CUDA device present")
+        if ":" in device:
+            cupy.cuda.Device(int(device.split(":", 1)[1])).use()
+        return cupy  # type: ignore[no-any-return]
+    raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and sees at least one CUDA device."""
+    try:
+        get_xp("cuda")
+    except (RuntimeError, ImportError):
+        return False
+    return True
+
+
+def namespace_of(a: Array) -> types.ModuleType:
+    """``numpy`` or ``cupy``, whichever owns ``a``."""
+    mod = type(a).__module__
+    if mod.startswith("cupy"):
+        import cupy  # type: ignore[import-not-found]
+
+        return cupy  # type: ignore[no-any-return]
+    return np
+
+
+def asnumpy(a: Array) -> np.ndarray:
+    """A numpy copy/view of a numpy or CuPy array."""
+    if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
+        return a.get()  # type: ignore[no-any-return]
+    return np.asarray(a)
+
+
+def euler_rotation(xp: types.ModuleType, angles: Array) -> tuple[Array, Array]:
+    """Rotation matrices and their derivatives for Euler angles ``R = Rz(rz) @ Ry(ry) @ Rx(rx)``.
+
+    Args:
+        xp: array namespace.
+        angles: ``(B, 3)`` radians ``(rx, ry, rz)``.
+
+    Returns:
+        ``R (B, 3, 3)`` and ``dR (B, 3, 3, 3)`` with ``dR[:, k] = dR/d angle_k``.
+    """
+    cx, cy, cz = xp.cos(angles[:, 0]), xp.cos(angles[:, 1]), xp.cos(angles[:, 2])
+    sx, sy, sz = xp.sin(angles[:, 0]), xp.sin(angles[:, 1]), xp.sin(angles[:, 2])
+    zero = xp.zeros_like(cx)
+    one = xp.ones_like(cx)
+
+    def mat(rows: list[list[Array]]) -> Array:
+        return xp.stack([xp.stack(r, axis=-1) for r in rows], axis=-2)
+
+    rx = mat([[one, zero, zero], [zero, cx, -sx], [zero, sx, cx]])
+    ry = mat([[cy, zero, sy], [zero, one, zero], [-sy, zero, cy]])
+    rz = mat([[cz, -sz, zero], [sz, cz, zero], [zero, zero, one]])
+    drx = mat([[zero, zero, zero], [zero, -sx, -cx], [zero, cx, -sx]])
+    dry = mat([[-sy, zero, cy], [zero, zero, zero], [-cy, zero, -sy]])
+    drz = mat([[-sz, -cz, zero], [cz, -sz, zero], [zero, zero, zero]])
+    rzy = rz @ ry
+    r = rzy @ rx
+    dr = xp.stack([rzy @ drx, rz @ dry @ rx, drz @ ry @ rx], axis=1)
+    return r, dr
+
+
+def bilinear_sample(xp: types.ModuleType, images: Array, x: Array, y: Array) -> tuple[Array, Array]:
+    """Sample images at sub-pixel positions with bilinear interpolation (border clamped).
+
+    Args:
+        xp: array namespace.
+        images: ``(B, H, W, C)``; pixel ``(0, 0)``'s centre at coordinate ``(0, 0)``.
+        x, y: ``(B, M)`` pixel coordinates.
+
+    Returns:
+        ``values (B, M, C)`` and ``inside (B, M)`` bool (the point lies within the image).
+    """
+    b, h, w, c = images.shape
+    inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
+    xc = xp.clip(x, 0.0, w - 1.000001)
+    yc = xp.clip(y, 0.0, h - 1.000001)
+    x0 = xp.floor(xc).astype(xp.int64)
+    y0 = xp.floor(yc).astype(xp.int64)
+    fx = (xc - x0)[..., None]
+    fy = (yc - y0)[..., None]
+    flat = images.reshape(b * h * w, c)
+    base = (xp.arange(b, dtype=xp.int64) * (h * w))[:, None]
+    i00 = base + y0 * w + x0
+    v00 = flat[i00]
+    v01 = flat[i00 + 1]
+    v10 = flat[i00 + w]
+    v11 = flat[i00 + w + 1]
+    top = v00 + (v01 - v00) * fx
+    bot = v10 + (v11 - v10) * fx
+    return top + (bot - top) * fy, inside
+
+
+def image_gradients(xp: types.ModuleType, images: Array) -> Array:
+    """Central-difference gradients of images (one-sided at the border).
+
+    Args:
+        images: ``(B, H, W, C)``.
+
+    Returns:
+        ``(B, H, W, 2 * C)``: the x-derivatives of the C channels, then the y-derivatives (per pixel).
+    """
+    gx = xp.zeros_like(images)
+    gy = xp.zeros_like(images)
+    gx[:, :, 1:-1] = 0.5 * (images[:, :, 2:] - images[:, :, :-2])
+    gx[:, :, 0] = images[:, :, 1] - images[:, :, 0]
+    gx[:, :, -1] = images[:, :, -1] - images[:, :, -2]
+    gy[:, 1:-1] = 0.5 * (images[:, 2:] - images[:, :-2])
+    gy[:, 0] = images[:, 1] - images[:, 0]
+    gy[:, -1] = images[:, -1] - images[:, -2]
+    return xp.concatenate([gx, gy], axis=-1)
+
+
+def box_blur(xp: types.ModuleType, images: Array, radius: int) -> Array:
+    """Separable box blur of ``(B, H, W, C)`` images with a ``(2 radius + 1)`` window (edge clamped)."""
+    if radius <= 0:
+        return images
+    k = 2 * radius + 1
+    out = images
+    for axis in (1, 2):
+        n = out.shape[axis]
+        pad = [(0, 0)] * 4
+        pad[axis] = (radius + 1, radius)
+        padded = xp.pad(out, pad, mode="edge")
+        cs = xp.cumsum(padded, axis=axis)
+        hi = xp.take(cs, xp.arange(k, k + n), axis=axis)
+        lo = xp.take(cs, xp.arange(0, n), axis=axis)
+        out = (hi - lo) / k
+    return out
+
+
+def segment_min_mask(xp: types.ModuleType, keys: Array, values: Array, tol: Array | float) -> Array:
+    """For each element, whether its value is within ``tol`` of the minimum value of its key group.
+
+    A sort-based segment minimum (works on numpy and CuPy alike): a coarse z-buffer where ``keys`` are
+    (frame, cell) indices and ``values`` depths.
+
+    Args:
+        keys: ``(K,)`` int64 group keys.
+        values: ``(K,)`` float values.
+        tol: tolerance added to the group minimum (scalar or ``(K,)``).
+
+    Returns:
+        ``(K,)`` bool.
+    """
+    order = xp.argsort(values)
+    # a stable sort by key of the value-sorted order leaves each group's minimum first
+    order = order[xp.argsort(keys[order], kind="stable")]
+    sorted_keys = keys[order]
+    first = xp.searchsorted(sorted_keys, keys, side="left")
+    group_min = values[order][first]
+    return values <= group_min + tol  # type: ignore[no-any-return]
+
+
+def scatter_add_rows(xp: types.ModuleType, index: Array, values: Array, n: int) -> Array:
+    """``out[index[i]] += values[i]`` for ``(K,)`` indices and ``(K, D)`` values, via ``bincount``."""
+    cols = [xp.bincount(index, weights=values[:, d], minlength=n) for d in range(values.shape[1])]
+    return xp.stack(cols, axis=1)
+
+
+def cholesky_solve(xp: types.ModuleType, a: Array, b: Array) -> Array:
+    """Solve batched symmetric positive-definite systems ``a x = b`` by Cholesky factorisation.
+
+    Args:
+        a: ``(..., P, P)`` SPD matrices.
+        b: ``(..., P)`` right-hand sides.
+
+    Returns:
+        ``(..., P)`` solutions. The two triangular solves use ``xp.linalg.solve`` on the factor (batched on both
+        numpy and CuPy; the factor's triangular structure is not exploited, the cost is dominated by the
+        factorisation for the tracker's P <= a few hundred).
+    """
+    lower = xp.linalg.cholesky(a)
+    y = xp.linalg.solve(lower, b[..., None])
+    x = xp.linalg.solve(xp.swapaxes(lower, -1, -2), y)
+    return x[..., 0]
