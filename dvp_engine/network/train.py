@@ -310,6 +310,13 @@ class Trainer:
         ck.load_optimizer_state(self.opt_g, d / ck.OPTIM_G_FILE)
         ck.load_optimizer_state(self.opt_d, d / ck.OPTIM_D_FILE)
         self.iteration = int(state["iteration"])
+        if state.get("train_size", len(self.train_set)) != len(self.train_set):
+            log.warning(
+                "%s: resuming with %d training pairs, the checkpoint was trained on %d: the sample order changes",
+                d,
+                len(self.train_set),
+                state["train_size"],
+            )
         rng = state.get("rng_per_rank", {}).get(str(self.rank), state.get("rng"))
         if rng is not None:
             ck.set_rng_state(rng)
@@ -325,6 +332,7 @@ class Trainer:
             "discriminator": self.d_config.signature(),
             "rng": ck.get_rng_state(),
             "world_size": self.world,
+            "train_size": len(self.train_set),
             "torch_version": torch.__version__,
         }
         return ck.write_checkpoint(

@@ -125,4 +125,5 @@ def test_patchgan_shape_and_init() -> None:
     w = torch.cat([m.weight.detach().flatten() for m in d.modules() if isinstance(m, nn.Conv2d)])
     assert abs(float(w.mean())) < 2e-3 and abs(float(w.std()) - 0.02) < 1e-3
     bn = [m for m in d.modules() if isinstance(m, nn.BatchNorm2d)]
-    assert all(abs(float(m.weight.mean()) - 1.0) < 0.01 and float(m.bias.abs().max()) == 0.0 for m in bn)
+    with torch.no_grad():
+        assert all(abs(float(m.weight.mean()) - 1.0) < 0.01 and float(m.bias.abs().max()) == 0.0 for m in bn)
