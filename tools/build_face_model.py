@@ -34,11 +34,12 @@ from __future__ import annotations
 
 import os
 
-# Single-threaded numerics, set before numpy is imported: threaded BLAS reductions are not bit-reproducible.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ.setdefault("GLOG_minloglevel", "2")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # Single-threaded numerics, set before numpy is imported: threaded BLAS reductions are not bit-reproducible.
+    for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+        os.environ[_var] = "1"
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import argparse  # noqa: E402
 import ast  # noqa: E402
@@ -65,15 +66,17 @@ NOSE_TO_HEAD_CENTRE_M = 0.095  # depth from the nose tip to the model origin (ro
 GEOM_UNIT_M = 0.001
 ALB_UNIT = 0.01
 
-# iBUG-68 (dlib) -> MediaPipe face-mesh vertex, in iBUG order. Jaw-line points are fixed vertices of the face
-# oval; eyes, brows, nose and lips follow the usual correspondence (see docs/face_model.md).
+# iBUG-68 (dlib) -> MediaPipe face-mesh vertex, in iBUG order. Chosen (once, by hand-checked search) as the
+# mirror-symmetric vertex with the smallest mean 2D distance to dlib's 68-point predictions on 100 frames of
+# four of the clips (mean error 0.054 inter-ocular distances); jaw-line points are fixed vertices near the
+# jaw contour of a frontal face (see docs/face_model.md).
 LANDMARKS68 = [
     # jaw 0-16 (actor's right ear -> chin -> actor's left ear)
-    127, 234, 93, 132, 58, 172, 136, 150, 152, 379, 365, 397, 288, 361, 323, 454, 356,
+    127, 234, 177, 215, 138, 136, 149, 176, 152, 400, 378, 365, 367, 435, 401, 454, 356,
     # right brow 17-21, left brow 22-26
     70, 63, 105, 66, 107, 336, 296, 334, 293, 300,
     # nose bridge 27-30, nose bottom 31-35
-    168, 197, 5, 4, 75, 97, 2, 326, 305,
+    168, 197, 195, 4, 75, 97, 2, 326, 305,
     # right eye 36-41, left eye 42-47
     33, 160, 158, 133, 153, 144, 362, 385, 387, 263, 373, 380,
     # outer lips 48-59, inner lips 60-67
@@ -280,6 +283,55 @@ def mirror_map(v: np.ndarray) -> np.ndarray:
     return out
 
 
+def repair_mirror_map(mm: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Swap partners until the mirror map is a symmetry of the mesh graph (edges map to edges).
+
+    Geometry alone mis-pairs a few vertices where the mesh is dense (mouth corners, eye corners); the
+    MediaPipe topology is mirror-symmetric, so pairs are exchanged greedily while that removes broken edges.
+    """
+    mm = mm.copy()
+    edges = set()
+    for t in faces.tolist():
+        for k in range(3):
+            a, b = t[k], t[(k + 1) % 3]
+            edges.add((min(a, b), max(a, b)))
+    nb: dict[int, set[int]] = {}
+    for a, b in edges:
+        nb.setdefault(a, set()).add(b)
+        nb.setdefault(b, set()).add(a)
+
+    def broken_at(v: int, m: np.ndarray) -> int:
+        return sum(1 for n in nb.get(v, ()) if (min(m[v], m[n]), max(m[v], m[n])) not in edges)
+
+    for _ in range(20):
+        bad = sorted(
+            {v for a, b in edges for v in (a, b) if (min(mm[a], mm[b]), max(mm[a], mm[b])) not in edges}
+        )
+        improved = False
+        for i in bad:
+            for k in bad:
+                if k <= i or mm[i] in (k,) or mm[k] in (i,):
+                    continue
+                local = {i, k, int(mm[i]), int(mm[k])}
+                before = sum(broken_at(v, mm) for v in local)
+                trial = mm.copy()
+                pi, pk = mm[i], mm[k]
+                trial[i], trial[pk], trial[k], trial[pi] = pk, i, pi, k
+                if sum(broken_at(v, trial) for v in local) < before:
+                    mm, improved = trial, True
+        if not improved:
+            break
+    return mm
+
+
+def mirror_broken_edges(mm: np.ndarray, faces: np.ndarray) -> int:
+    """How many mesh edges the mirror map sends to non-edges (0 for a true symmetry)."""
+    edges = {
+        (min(a, b), max(a, b)) for t in faces.tolist() for a, b in ((t[0], t[1]), (t[1], t[2]), (t[2], t[0]))
+    }
+    return sum(1 for a, b in edges if (min(mm[a], mm[b]), max(mm[a], mm[b])) not in edges)
+
+
 def mirror_field(x: np.ndarray, mmap: np.ndarray) -> np.ndarray:
     """Mirror a per-vertex vector field (..., N, 3) across x = 0."""
     return x[..., mmap, :] * np.array([-1.0, 1.0, 1.0])
@@ -419,7 +471,8 @@ def build_model(clips: list[ClipLandmarks], faces: np.ndarray) -> tuple[dict[str
         Rs = rotation_between(n, np.array([1.0, 0.0, 0.0]))
         Gc = Gc @ Rs.T
         Rc = Rs @ Rc
-    mm = mirror_map(Gc[:N_MESH])
+    mm = repair_mirror_map(mirror_map(Gc[:N_MESH]), faces)
+    info["mirror_map_broken_edges"] = mirror_broken_edges(mm, faces)
     involution = bool(np.all(mm[mm] == np.arange(N_MESH)))
     info["mirror_map_involution"] = involution
     info["mirror_fixed_points"] = int(np.sum(mm == np.arange(N_MESH)))
@@ -585,7 +638,8 @@ def build_model(clips: list[ClipLandmarks], faces: np.ndarray) -> tuple[dict[str
     person_of = np.concatenate([person_of, person_of])
     shapes = person_shapes[person_of] + residuals  # (F2, N, 3) frame shapes (blink-free)
     coeffs = X @ expr_basis.reshape(N_EXPR, -1).T / (unit**2)  # basis rows are orthogonal with norm `unit`
-    names, cmat, cinfo = named_controls(shapes, person_of, coeffs, expr_basis, unit)
+    regions = face_regions(mesh, (cl, cr))
+    names, cmat, cinfo = named_controls(shapes, person_of, coeffs, expr_basis, expr_std, unit, regions)
     info["controls"] = cinfo
 
     # --- 9. misc: UVs (cylindrical), landmark table
@@ -638,8 +692,7 @@ def blink_field(mesh: np.ndarray, nb: list[set[int]], loop: list[int], centre: n
     i_out = 0
     i_in = int(np.argmin(np.abs(xs))) if abs(xs[0]) > 0 else len(loop) // 2
     upper = loop[i_out : i_in + 1]
-    lower = [loop[i_in]] + loop[i_in + 1 :][::-1] + [loop[i_out]]
-    lower = lower[::-1]  # outer -> inner like upper
+    lower = ([loop[i_in]] + loop[i_in + 1 :] + [loop[i_out]])[::-1]  # outer -> inner like upper
 
     def curve_at(lid: list[int], x: float) -> np.ndarray:
         px = mesh[lid, 0]
@@ -772,20 +825,37 @@ def cylindrical_uv(mesh: np.ndarray) -> np.ndarray:
 
 
 CONTROL_FEATURES = [
-    # name, measure, side (+1: the increase of the measure, -1: its decrease)
-    ("face.jaw_open", "lip_gap", +1),
-    ("face.smile", "corner_height", +1),
-    ("face.frown", "corner_height", -1),
-    ("face.mouth_wide", "mouth_width", +1),
-    ("face.pucker", "mouth_width", -1),
-    ("face.brow_raise", "brow_height", +1),
-    ("face.brow_lower", "brow_height", -1),
-    ("face.brow_furrow", "brow_gap", -1),
-    ("face.eye_squint", "eye_opening", -1),
-    ("face.eye_wide", "eye_opening", +1),
-    ("face.jaw_left", "chin_x", +1),
-    ("face.jaw_right", "chin_x", -1),
+    # name, measure, side (+1: the increase of the measure, -1: its decrease), face region it may move
+    ("face.jaw_open", "lip_gap", +1, "lower"),
+    ("face.smile", "corner_height", +1, "lower"),
+    ("face.frown", "corner_height", -1, "lower"),
+    ("face.mouth_wide", "mouth_width", +1, "lower"),
+    ("face.pucker", "mouth_width", -1, "lower"),
+    ("face.brow_raise", "brow_height", +1, "upper"),
+    ("face.brow_lower", "brow_height", -1, "upper"),
+    ("face.brow_furrow", "brow_gap", -1, "upper"),
+    ("face.eye_squint", "eye_opening", -1, "eyes"),
+    ("face.eye_wide", "eye_opening", +1, "eyes"),
+    ("face.jaw_left", "chin_x", +1, "lower"),
+    ("face.jaw_right", "chin_x", -1, "lower"),
 ]
+
+
+def face_regions(mesh: np.ndarray, centres: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+    """Soft (N,) masks in [0, 1]: lower face (below the cheekbones), upper face (brows, forehead), eyes."""
+    y = mesh[:, 1]
+    y_nose = mesh[SUBNASALE, 1]
+    y_eye = mesh[[33, 133, 263, 362], 1].mean()
+
+    def sig(x: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-x))
+
+    d_eye = np.minimum(*(np.linalg.norm(mesh[:, :2] - c[:2], axis=1) for c in centres))
+    return {
+        "lower": sig((y - (y_nose - 0.012)) / 0.004),
+        "upper": sig(((y_eye - 0.008) - y) / 0.003),
+        "eyes": sig((0.022 - d_eye) / 0.003) * sig((y - (y_eye - 0.012)) / 0.002),
+    }
 
 
 def measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
@@ -808,16 +878,21 @@ def measures(shapes: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray, expr_basis: np.ndarray,
-                   unit: float) -> tuple[list[str], np.ndarray, dict]:  # fmt: skip
-    """Control directions by joint regression of expression coefficients onto one-sided landmark features.
+                   expr_sd: np.ndarray, unit: float, regions: dict[str, np.ndarray],
+                   ) -> tuple[list[str], np.ndarray, dict]:  # fmt: skip
+    """Control directions from the data: joint regression, then localised to the control's face region.
 
-    Each feature is max(0, +/-(measure - the clip's median)); the coefficients are regressed on all features at
-    once (so correlated movements are told apart); a control's direction is its regression row times the
-    feature's 95th percentile, so 1.0 is a strong instance of that expression in the build data.
+    1. Each feature is max(0, +/-(measure - the clip's median)), in units of its 95th percentile; the expression
+       coefficients are regressed on all features at once (so correlated movements are told apart), giving
+       each feature's mean displacement field.
+    2. That field is kept inside the control's region (soft mask) and zero elsewhere, and projected onto the
+       expression basis (lightly damping the noisiest components), so e.g. a smile does not move the forehead.
+    3. The direction is scaled so that 1.0 changes its measure as much as the feature's 95th percentile
+       (a strong instance of the expression in the build data).
     """
     m = measures(shapes)
     feats, scales = [], []
-    for _name, key, side in CONTROL_FEATURES:
+    for _name, key, side, _region in CONTROL_FEATURES:
         x = m[key].copy()
         for p in np.unique(person_of):
             sel = person_of == p
@@ -830,20 +905,45 @@ def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray
     lam = 1e-3 * H.shape[0]
     A = H1.T @ H1 + lam * np.diag([1.0] * H.shape[1] + [0.0])
     D = np.linalg.solve(A, H1.T @ coeffs)[: H.shape[1]]  # (K, 64)
+    B = expr_basis.reshape(N_EXPR, -1)
+    damp = expr_sd**2 / (expr_sd**2 + 0.05**2)
     names = [c[0] for c in CONTROL_FEATURES]
-    # check: the measure change each direction produces
-    mean_shape = shapes.mean(0)
-    base = measures(mean_shape[None])
+    base_shape = shapes.mean(0)
+    base = measures(base_shape[None])
+    out = np.zeros_like(D)
     cinfo = {}
-    for k, (name, key, side) in enumerate(CONTROL_FEATURES):
-        disp = np.tensordot(D[k], expr_basis.reshape(N_EXPR, -1), axes=1).reshape(-1, 3)
-        moved = measures((mean_shape + disp)[None])
+
+    def localise(direction: np.ndarray, region: str) -> np.ndarray:
+        target = ((direction @ B).reshape(-1, 3) * regions[region][:, None]).reshape(-1)
+        return (B @ target) / unit**2 * damp
+
+    def change_of(direction: np.ndarray, key: str, side: int) -> float:
+        disp = (direction @ B).reshape(-1, 3)
+        return float(side * (measures((base_shape + disp)[None])[key][0] - base[key][0]))
+
+    for k, (name, key, side, region) in enumerate(CONTROL_FEATURES):
+        d = localise(D[k], region)
+        change, source = change_of(d, key, side), "regression"
+        if change <= 0.1 * scales[k]:
+            # too little data for this expression: the most probable direction (under the expression prior)
+            # that changes the measure, g_k = d measure / d delta_k, d = std^2 * g
+            eps = 1e-3
+            g = np.array([change_of(eps * np.eye(N_EXPR)[j], key, side) / eps for j in range(N_EXPR)])
+            d = localise(expr_sd**2 * g, region)
+            change, source = change_of(d, key, side), "prior gradient"
+            if change <= 0:
+                raise RuntimeError(f"named control {name}: no direction changes {key} ({change:.2e} m)")
+        d *= scales[k] / change
+        out[k] = d
+        disp = (d @ B).reshape(-1, 3)
+        outside = np.linalg.norm(disp, axis=1)[regions[region] < 0.05]
         cinfo[name] = {
+            "source": source,
             "feature_p95_m": scales[k],
-            "measure_change_m": float(side * (moved[key][0] - base[key][0])),
             "max_displacement_m": float(np.linalg.norm(disp, axis=1).max()),
+            "max_outside_region_m": float(outside.max()) if outside.size else 0.0,
         }
-    return names, D, cinfo
+    return names, out, cinfo
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -856,18 +956,18 @@ def sha256_file(path: Path) -> str:
 
 
 def write_model(out: Path, arrays: dict[str, np.ndarray], header: dict) -> None:
+    """Validate with the runtime loader, then write float32/int32 arrays + JSON header reproducibly."""
+    sys.path.insert(0, str(REPO))
+    from dvp_engine.facemodel.model import FaceModel, write_npz
+
     final = {}
     for k, v in arrays.items():
-        if np.issubdtype(v.dtype, np.floating):
-            final[k] = np.asarray(v, dtype=np.float32)
-        else:
-            final[k] = np.asarray(v, dtype=np.int32)
+        dtype = np.float32 if np.issubdtype(v.dtype, np.floating) else np.int32
+        final[k] = np.asarray(v, dtype=dtype)
     final["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
+    FaceModel.from_arrays(final, path=out)  # raises on NaN / inconsistent shapes
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez_compressed(fh, **final)
-    os.replace(tmp, out)
+    write_npz(out, final)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,7 +14,9 @@ same kind (torch keeps autograd, device and floating dtype).
 
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -314,8 +316,7 @@ class FaceModel:
         header["control_names"] = list(self.control_names)
         arrays = self.arrays()
         arrays["header"] = np.frombuffer(json.dumps(header, sort_keys=True).encode("utf-8"), dtype=np.uint8)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path: str | Path) -> FaceModel:
@@ -432,20 +433,72 @@ class FaceModel:
         prov = self.header.get("provenance", {})
         return prov if isinstance(prov, dict) else {}
 
+    def summary(self) -> str:
+        """A few lines for ``dvp info``: sizes, controls and build provenance."""
+        prov = self.provenance
+        clips = prov.get("clips", [])
+        lines = [
+            f"face model {self.header.get('name', '?')} (schema {SCHEMA})",
+            f"  {self.n_vertices} vertices, {len(self.faces)} triangles; identity {self.n_id}, "
+            f"expression {self.n_expr}, albedo {self.n_albedo} coefficients; blink 2",
+            f"  named controls ({self.n_controls}): {', '.join(self.control_names)}",
+        ]
+        if clips:
+            used = sum(int(c.get("frames_used", 0)) for c in clips if isinstance(c, dict))
+            lines.append(f"  built from {len(clips)} clips, {used} frames ({prov.get('builder', '?')})")
+        return "\n".join(lines)
+
+    def mouth_region(self) -> np.ndarray:
+        """(N,) bool: vertices of the lower face (below the nose: lips, chin, jaw), from the dlib-68 table."""
+        nose_bottom = float(self.mean_shape[self.landmarks68[33], 1])  # iBUG 33: subnasale
+        return np.asarray(self.mean_shape[:, 1] > nose_bottom, dtype=bool)
+
+    def mouth_weights(self) -> np.ndarray:
+        """(64,) in [0, 1]: the share of each expression component's displacement energy in the mouth region.
+
+        Used by the ``dubbing`` transfer mode (take the mouth from the source, the rest from the target).
+        """
+        region = self.mouth_region()
+        energy = np.sum(self.expr_basis.astype(np.float64) ** 2, axis=2)  # (64, N)
+        total = np.maximum(energy.sum(axis=1), 1e-30)
+        return np.asarray(energy[:, region].sum(axis=1) / total, dtype=np.float32)
+
     def eyelid_gap(self, vertices: np.ndarray, eye: str) -> np.ndarray:
         """Mean distance (metres) between the upper and lower lid of ``eye`` ('left'/'right'): (B,) for (B, N, 3).
 
         Upper and lower lid vertices are paired by the loop's order (outer corner, upper lid, inner corner,
         lower lid back to the outer corner).
         """
+        if eye not in ("left", "right"):
+            raise InputError(f"eye must be 'left' or 'right', got {eye!r}")
         loop = self.eye_left_loop if eye == "left" else self.eye_right_loop
         n = len(loop)
-        half = n // 2
-        upper = loop[1:half]
-        lower = loop[n - 1 : half : -1]
+        inner = int(np.argmin(np.abs(self.mean_shape[loop, 0])))  # the corner nearest the nose
+        upper = loop[1:inner]
+        lower = loop[n - 1 : inner : -1]
         k = min(len(upper), len(lower))
         v = np.asarray(vertices)
-        return np.linalg.norm(v[..., upper[:k], :] - v[..., lower[:k], :], axis=-1).mean(axis=-1)
+        gap = np.linalg.norm(v[..., upper[:k], :] - v[..., lower[:k], :], axis=-1).mean(axis=-1)
+        return np.asarray(gap)
+
+
+def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write a compressed ``.npz`` reproducibly (sorted members, fixed timestamps) and atomically.
+
+    ``np.savez_compressed`` stamps each member with the current time, so two writes of the same arrays differ;
+    this writer gives byte-identical files for identical arrays. Readable by ``np.load(allow_pickle=False)``.
+    """
+    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            a = np.asarray(arrays[name])
+            if a.dtype.hasobject:
+                raise InputError(f"array {name!r} has dtype object; not storable without pickle", path=path)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.asarray(a, order="C"), allow_pickle=False)
+            zf.writestr(info, buf.getvalue(), compresslevel=6)
 
 
 def _default_path() -> Path:
