@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from .xp import Array, bilinear_sample, cholesky_solve, euler_rotation, segment_min_mask
+from .xp import Array, bilinear_sample, cholesky_solve, euler_rotation, gram, matmul_tn, segment_min_mask
 
 # ---------------------------------------------------------------------------------------------------- layout
 #: Local (per-frame) unknowns in the solver's own order (not the FaceTrack packed order).
@@ -288,9 +288,8 @@ class Observations:
     """One batch of frames in ``xp``.
 
     Attributes:
-        images: ``(B, H, W, 3)`` float64 sRGB [0, 1] (lightly blurred for the photometric term) or None
-            (landmark-only fitting).
-        gradients: ``(B, H, W, 6)`` x- then y-derivatives of ``images`` per channel, or None.
+        images: ``(B, H, W, 3)`` sRGB frames, uint8 or float (multiplied by ``image_scale`` after sampling,
+            so uint8 frames need no conversion), or None (landmark-only fitting).
         landmarks: ``(B, 68, 2)`` detected pixel positions.
         landmark_weights: ``(B, 68)`` per-landmark confidence (0 = ignore).
         scale: ``(B,)`` face size in pixels (inter-ocular distance) normalising the landmark residual.
@@ -298,11 +297,11 @@ class Observations:
     """
 
     images: Array | None
-    gradients: Array | None
     landmarks: Array
     landmark_weights: Array
     scale: Array
     intrinsics: tuple[float, float, float, float]
+    image_scale: float = 1.0
 
 
 @dataclass
@@ -463,6 +462,7 @@ def linearise(
         vis = visibility(xp, xc, normals, pix, m.photo, settings)
         pp = pix[:, m.photo]
         img, inside = bilinear_sample(xp, obs.images, pp[..., 0], pp[..., 1])
+        img = img * obs.image_scale
         vis = vis * inside
         ysh = sh_basis(xp, normals[:, m.photo])  # (B, M, 9)
         gamma = local[:, SH].reshape(b, 9, 3)
@@ -509,8 +509,7 @@ def linearise(
     if shared and j_shared is not None:
         j_shared[:, : 2 * nl, ALPHA] = jl[..., N_GEOM:].reshape(b, 2 * nl, 80)
     if do_photo:
-        grad, _ = bilinear_sample(xp, obs.gradients, pp[..., 0], pp[..., 1])  # (B, M, 6)
-        gimg = xp.stack([grad[..., 0:3], grad[..., 3:6]], axis=-1)  # (B, M, 3, 2): dI_c / d(x, y)
+        gimg = image_gradient_at(xp, obs, pp)  # (B, M, 3, 2): dI_c / d(x, y)
         jg = -(gimg @ jpix[:, nl:]) * roww[..., None, None]  # (B, M, 3, n_cols)
         j_local[:, 2 * nl :, :N_GEOM] = jg[..., :N_GEOM].reshape(b, 3 * mp, N_GEOM)
         # SH: d colour_c / d gamma[3k + c] = albedo_c * Y_k
@@ -526,6 +525,24 @@ def linearise(
             jb = ab[None] * shading[..., None] * roww[..., None, None]
             j_shared[:, 2 * nl :, BETA] = jb.reshape(b, 3 * mp, 80)
     return Linearisation(r, j_local, j_shared, energy, land_err, photo_err, n_vis)
+
+
+def image_gradient_at(xp: types.ModuleType, obs: Observations, pts: Array) -> Array:
+    """Image derivatives at sub-pixel points by central differences of the bilinear image (step 1 pixel).
+
+    Args:
+        pts: ``(B, M, 2)`` pixel positions.
+
+    Returns:
+        ``(B, M, 3, 2)``: ``d I_c / d x`` and ``d I_c / d y`` per colour channel (sRGB per pixel).
+    """
+    x, y = pts[..., 0], pts[..., 1]
+    xr, _ = bilinear_sample(xp, obs.images, x + 1.0, y)
+    xl, _ = bilinear_sample(xp, obs.images, x - 1.0, y)
+    yd, _ = bilinear_sample(xp, obs.images, x, y + 1.0)
+    yu, _ = bilinear_sample(xp, obs.images, x, y - 1.0)
+    s = 0.5 * obs.image_scale
+    return xp.stack([(xr - xl) * s, (yd - yu) * s], axis=-1)
 
 
 def _landmark_prior(xp: types.ModuleType, n: int, settings: SolverSettings) -> Array:
@@ -610,12 +627,12 @@ def solve_tracking(
     kw = {"shape": shape, "albedo": albedo, "photometric": do_photo}
     lin = linearise(m, obs, x, settings, jacobian=True, **kw)
     e_cur = lin.energy + _reg_energy(wreg, x, target)
-    for _ in range(n_iter):
+    all_active = bool(act.all())
+    wr = wreg[idx]
+    for it in range(n_iter):
         assert lin.j_local is not None
-        jac = lin.j_local[:, :, idx]
-        a = xp.swapaxes(jac, 1, 2) @ jac  # (B, P, P)
-        g = (xp.swapaxes(jac, 1, 2) @ lin.r[..., None])[..., 0]
-        wr = wreg[idx]
+        jac = lin.j_local if all_active else lin.j_local[:, :, idx]
+        a, g = gram(xp, jac, lin.r)
         g = g + wr * (x[:, idx] - target[idx])
         diag = xp.diagonal(a, axis1=1, axis2=2)
         p = a.shape[-1]
@@ -625,17 +642,36 @@ def solve_tracking(
         cand = x.copy()
         cand[:, idx] = x[:, idx] + step
         cand = _clamp_local(xp, cand)
-        # the energy at the candidate, IRLS-weighted by the current residuals (a proper majoriser of l1)
-        lin_c = linearise(m, obs, cand, settings, jacobian=False, **kw)
+        # linearise at the candidate; keep it per frame only where the energy dropped (Levenberg-Marquardt)
+        lin_c = linearise(m, obs, cand, settings, jacobian=it < n_iter - 1, **kw)
         e_c = lin_c.energy + _reg_energy(wreg, cand, target)
         ok = e_c <= e_cur
         x = xp.where(ok[:, None], cand, x)
-        lam = xp.where(ok, lam * 0.5, lam * 8.0)
-        lam = xp.clip(lam, 1e-6, 1e4)
-        lin = linearise(m, obs, x, settings, jacobian=True, **kw)
-        e_cur = lin.energy + _reg_energy(wreg, x, target)
+        lam = xp.clip(xp.where(ok, lam * 0.5, lam * 8.0), 1e-6, 1e4)
+        e_cur = xp.where(ok, e_c, e_cur)
+        lin = _select(xp, ok, lin_c, lin)
     final = Linearisation(lin.r, None, None, lin.energy, lin.land_err, lin.photo_err, lin.n_visible)
     return x, final
+
+
+def _select(xp: types.ModuleType, ok: Array, new: Linearisation, old: Linearisation) -> Linearisation:
+    """Per frame, ``new`` where ``ok`` else ``old``."""
+
+    def pick(a: Array | None, b: Array | None) -> Array | None:
+        if a is None or b is None:
+            return a if b is None else (b if a is None else None)
+        mask = ok.reshape((-1,) + (1,) * (a.ndim - 1))
+        return xp.where(mask, a, b)
+
+    return Linearisation(
+        pick(new.r, old.r),
+        pick(new.j_local, old.j_local),
+        pick(new.j_shared, old.j_shared),
+        pick(new.energy, old.energy),
+        pick(new.land_err, old.land_err),
+        pick(new.photo_err, old.photo_err),
+        pick(new.n_visible, old.n_visible),
+    )
 
 
 def solve_identity(
@@ -676,15 +712,14 @@ def solve_identity(
     for _ in range(n_iter):
         jl, js = lin.j_local, lin.j_shared
         assert jl is not None and js is not None
-        jlt = xp.swapaxes(jl, 1, 2)
-        jst = xp.swapaxes(js, 1, 2)
         a = xp.zeros((p, p))
         g = xp.zeros(p)
-        a[:N_SHARED, :N_SHARED] = xp.sum(jst @ js, axis=0)
-        g[:N_SHARED] = xp.sum((jst @ lin.r[..., None])[..., 0], axis=0) + wsh * s
-        a_ll = jlt @ jl  # (K, 99, 99)
-        a_sl = jst @ jl  # (K, 160, 99)
-        g_l = (jlt @ lin.r[..., None])[..., 0] + wreg * (x - target)
+        a_ss, g_s = gram(xp, js, lin.r)
+        a[:N_SHARED, :N_SHARED] = xp.sum(a_ss, axis=0)
+        g[:N_SHARED] = xp.sum(g_s, axis=0) + wsh * s
+        a_ll, g_l = gram(xp, jl, lin.r)  # (K, 99, 99), (K, 99)
+        a_sl = matmul_tn(xp, js, jl)  # (K, 160, 99)
+        g_l = g_l + wreg * (x - target)
         for kk in range(k):
             o = N_SHARED + kk * N_LOCAL
             a[o : o + N_LOCAL, o : o + N_LOCAL] = a_ll[kk]

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from dvp_engine.core import layout
 
 from . import solver as S
-from .xp import Array, asnumpy, box_blur, get_xp, image_gradients
+from .xp import Array, asnumpy, box_blur, get_xp
 
 ProgressFn = Callable[[int, int], None]
 
@@ -74,7 +74,8 @@ class TrackerSettings:
         batch_size: frames solved together (CPU default 4; use 64-256 on a GPU).
         identity_keyframes: K frames for the identity solve (0 = mean identity).
         focal_factor: ``fx = fy = focal_factor * max(width, height)`` when no intrinsics are given.
-        blur_radius: box-blur radius (pixels) applied to the frame before the photometric term.
+        blur_radius: box-blur radius (pixels) applied to the frame before the photometric term (default 0:
+            the model colour is compared with the frame at the vertex; blur biases the fit at colour edges).
         max_landmark_error: fraction of the inter-ocular distance above which a fitted frame counts as lost.
         smooth: temporally smooth the curves (off by default; see :func:`smooth_params`).
         smooth_sigma: Gaussian sigma in frames for ``smooth``.
@@ -85,7 +86,7 @@ class TrackerSettings:
     batch_size: int = 4
     identity_keyframes: int = 5
     focal_factor: float = 2.0
-    blur_radius: int = 1
+    blur_radius: int = 0
     max_landmark_error: float = 0.15
     smooth: bool = False
     smooth_sigma: float = 1.0
@@ -247,15 +248,23 @@ class Tracker:
                 lw[i] = np.clip(np.broadcast_to(np.asarray(o.landmark_confidence, np.float64), (68,)), 0.0, 1.0)
         d = lm[:, 45] - lm[:, 36]
         scale = np.maximum(np.sqrt((d * d).sum(-1)), 1.0)
-        images = grads = None
+        images = None
+        image_scale = 1.0
         if frames is not None:
             t0 = time.perf_counter()
-            img = xp.asarray(np.stack([_as_float_image(f) for f in frames]))
-            img = box_blur(xp, img, self.settings.blur_radius)
-            grads = image_gradients(xp, img)
-            images = img
+            arr = np.stack([_check_image(f) for f in frames])
+            if arr.dtype == np.uint8:
+                image_scale = 1.0 / 255.0
+            elif arr.dtype == np.uint16:
+                image_scale = 1.0 / 65535.0
+            images = xp.asarray(arr)
+            if self.settings.blur_radius > 0:
+                images = box_blur(xp, images.astype(xp.float32) * image_scale, self.settings.blur_radius)
+                image_scale = 1.0
             self.timings["prepare"] += time.perf_counter() - t0
-        return S.Observations(images, grads, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics)
+        return S.Observations(
+            images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale
+        )
 
     def _start(self, obs: S.Observations, prev: Array | None) -> Array:
         """Start values for a batch: the previous good frame's, or a frontal pose from the landmarks."""
@@ -462,13 +471,11 @@ class Tracker:
         return S.project(xc, self.intrinsics)
 
 
-def _as_float_image(img: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
+def _check_image(img: npt.NDArray[Any]) -> npt.NDArray[Any]:
     a = np.asarray(img)
     if a.ndim != 3 or a.shape[2] < 3:
         raise ValueError(f"expected an (H, W, 3) image, got shape {a.shape}")
     a = a[..., :3]
-    if a.dtype == np.uint8:
-        return a.astype(np.float64) / 255.0
-    if a.dtype == np.uint16:
-        return a.astype(np.float64) / 65535.0
-    return np.asarray(a, np.float64)
+    if a.dtype in (np.uint8, np.uint16):
+        return a
+    return np.asarray(a, np.float32)

@@ -106,11 +106,12 @@ def bilinear_sample(xp: types.ModuleType, images: Array, x: Array, y: Array) -> 
 
     Args:
         xp: array namespace.
-        images: ``(B, H, W, C)``; pixel ``(0, 0)``'s centre at coordinate ``(0, 0)``.
+        images: ``(B, H, W, C)`` of any numeric dtype (uint8 frames are sampled without a full conversion);
+            pixel ``(0, 0)``'s centre at coordinate ``(0, 0)``.
         x, y: ``(B, M)`` pixel coordinates.
 
     Returns:
-        ``values (B, M, C)`` and ``inside (B, M)`` bool (the point lies within the image).
+        ``values (B, M, C)`` in the coordinates' float dtype and ``inside (B, M)`` bool (the point lies within the image).
     """
     b, h, w, c = images.shape
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
@@ -123,10 +124,11 @@ def bilinear_sample(xp: types.ModuleType, images: Array, x: Array, y: Array) -> 
     flat = images.reshape(b * h * w, c)
     base = (xp.arange(b, dtype=xp.int64) * (h * w))[:, None]
     i00 = base + y0 * w + x0
-    v00 = flat[i00]
-    v01 = flat[i00 + 1]
-    v10 = flat[i00 + w]
-    v11 = flat[i00 + w + 1]
+    ft = fx.dtype
+    v00 = flat[i00].astype(ft)
+    v01 = flat[i00 + 1].astype(ft)
+    v10 = flat[i00 + w].astype(ft)
+    v11 = flat[i00 + w + 1].astype(ft)
     top = v00 + (v01 - v00) * fx
     bot = v10 + (v11 - v10) * fx
     return top + (bot - top) * fy, inside
@@ -215,3 +217,24 @@ def cholesky_solve(xp: types.ModuleType, a: Array, b: Array) -> Array:
     y = xp.linalg.solve(lower, b[..., None])
     x = xp.linalg.solve(xp.swapaxes(lower, -1, -2), y)
     return x[..., 0]
+
+
+def gram(xp: types.ModuleType, jac: Array, r: Array) -> tuple[Array, Array]:
+    """Normal-equation products ``J^T J (B, P, P)`` and ``J^T r (B, P)`` of a batch ``jac (B, R, P)``, ``r (B, R)``.
+
+    numpy's batched ``matmul`` on a transposed view does not reach BLAS (about 8x slower), so on the CPU each
+    frame's product is one BLAS call; CuPy's batched matmul is used as is.
+    """
+    if xp is np:
+        a = np.stack([j.T @ j for j in jac])
+        g = np.stack([j.T @ v for j, v in zip(jac, r, strict=True)])
+        return a, g
+    jt = xp.swapaxes(jac, 1, 2)
+    return jt @ jac, (jt @ r[..., None])[..., 0]
+
+
+def matmul_tn(xp: types.ModuleType, a: Array, b: Array) -> Array:
+    """Batched ``a^T b``: ``(B, R, P) x (B, R, Q) -> (B, P, Q)`` (one BLAS call per frame on numpy)."""
+    if xp is np:
+        return np.stack([u.T @ v for u, v in zip(a, b, strict=True)])
+    return xp.swapaxes(a, 1, 2) @ b

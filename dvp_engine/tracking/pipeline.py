@@ -1,0 +1,391 @@
+"""``track_video``: the function behind ``dvp track`` (decode, landmarks, identity, tracking, FaceTrack).
+
+Steps: decode the requested frames (movie via :mod:`dvp_engine.io` or PyAV; image sequences via
+:mod:`dvp_engine.io`), run the landmark source on every frame (dlib 68 landmarks + pupils, see
+:mod:`dvp_engine.tracking.landmarks`), solve identity and reflectance over ``identity_keyframes`` frames spread
+over the clip (identity mode), then track every frame (tracking mode) and pack the result as a
+:class:`~dvp_engine.core.FaceTrack` whose metadata records the source, the face model (name, schema, file hash),
+the tracker settings, the named expression controls and per-frame notes on lost frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dvp_engine.core import FaceTrack
+from dvp_engine.core.errors import InputError
+
+from .tracker import FrameObservation, Tracker, TrackerSettings, TrackResult
+
+log = logging.getLogger("dvp.track")
+
+ProgressFn = Callable[[str, int, int], None]
+LandmarkSource = Callable[[npt.NDArray[np.uint8]], FrameObservation]
+"""A landmark source maps an ``(H, W, 3)`` uint8 sRGB frame to a :class:`FrameObservation`. Sources may keep
+state between calls (box tracking), so call them on the frames in order."""
+
+
+# ---------------------------------------------------------------------------------------------------- decoding
+def read_source(
+    source: str | Path, frames: Iterable[int] | str | None = None
+) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
+    """Decode the requested frames of a movie or image sequence.
+
+    Args:
+        source: a movie file (frames numbered from 1, docs/conventions.md) or an image sequence understood by
+            :mod:`dvp_engine.io`.
+        frames: frame numbers (an iterable or a range string such as ``"1-20"``); None = all.
+
+    Returns:
+        ``(frame numbers, (H, W, 3) uint8 sRGB images, frame rate)``.
+    """
+    wanted: set[int] | None = None
+    if isinstance(frames, str):
+        from dvp_engine.core.frames import parse_frames
+
+        wanted = set(parse_frames(frames).frames)
+    elif frames is not None:
+        wanted = {int(f) for f in frames}
+    try:  # the io package's reader when it is there
+        from dvp_engine.io import video as io_video  # type: ignore[attr-defined]
+
+        reader = getattr(io_video, "read_frames", None)
+    except ImportError:
+        reader = None
+    if reader is not None:
+        try:
+            return _read_with_io(reader, source, wanted)
+        except (TypeError, AttributeError) as exc:  # an API mismatch: fall back to PyAV for movies
+            log.debug("dvp_engine.io.video.read_frames not usable (%s); using PyAV", exc)
+    return _read_with_av(Path(source), wanted)
+
+
+def _read_with_io(
+    reader: Any, source: str | Path, wanted: set[int] | None
+) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
+    result = reader(source, frames=sorted(wanted) if wanted is not None else None)
+    rate = Fraction(25)
+    numbers: list[int] = []
+    images: list[npt.NDArray[np.uint8]] = []
+    items: Any = result
+    if isinstance(result, tuple) and len(result) >= 2 and not hasattr(result[0], "shape"):
+        items = result[0]
+        for extra in result[1:]:
+            if isinstance(extra, Fraction | int | float):
+                rate = Fraction(extra).limit_denominator(100000)
+    if hasattr(result, "rate"):
+        rate = Fraction(result.rate)
+    for it in items:
+        if isinstance(it, tuple):
+            num, img = it[0], it[1]
+        else:
+            num, img = getattr(it, "frame", len(numbers) + 1), getattr(it, "image", it)
+        numbers.append(int(num))
+        images.append(_to_uint8(np.asarray(img)))
+    return numbers, images, rate
+
+
+def _read_with_av(path: Path, wanted: set[int] | None) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
+    import av
+
+    if not path.is_file():
+        raise InputError("video file not found", path=path)
+    numbers: list[int] = []
+    images: list[npt.NDArray[np.uint8]] = []
+    last = max(wanted) if wanted else None
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            rate = Fraction(stream.average_rate or 25).limit_denominator(100000)
+            for i, frame in enumerate(container.decode(stream), start=1):
+                if last is not None and i > last:
+                    break
+                if wanted is not None and i not in wanted:
+                    continue
+                numbers.append(i)
+                images.append(frame.to_ndarray(format="rgb24"))
+    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
+        raise InputError(f"cannot decode video ({exc})", path=path) from exc
+    if wanted is not None:
+        missing = sorted(wanted - set(numbers))
+        if missing:
+            raise InputError(
+                f"video has no frame {missing[0]} (it holds frames 1-{len(numbers) if not numbers else numbers[-1]})",
+                path=path,
+            )
+    if not numbers:
+        raise InputError("video holds no frames", path=path)
+    return numbers, images, rate
+
+
+def _to_uint8(img: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    if img.dtype == np.uint8:
+        return img[..., :3]
+    return (np.clip(np.asarray(img, np.float64)[..., :3], 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------- landmarks
+def default_landmark_source() -> LandmarkSource:
+    """The landmarks helper's dlib tracker (68 landmarks, box tracking, pupils) when available, else a minimal
+    per-frame dlib detector without pupils (:class:`DlibLandmarks`)."""
+    try:
+        from . import landmarks as lmmod  # type: ignore[attr-defined]
+    except ImportError:
+        return DlibLandmarks()
+    adapter = _adapt_landmarks_module(lmmod)
+    return adapter if adapter is not None else DlibLandmarks()
+
+
+def _adapt_landmarks_module(lmmod: Any) -> LandmarkSource | None:
+    """Wrap the landmarks module's tracker as a :data:`LandmarkSource` (None if its API is not recognised)."""
+    cls = getattr(lmmod, "LandmarkTracker", None)
+    if cls is None:
+        return None
+    try:
+        tracker = cls()
+    except Exception as exc:  # pragma: no cover - depends on the landmarks module
+        log.warning("landmarks module present but its tracker failed to start (%s); using plain dlib", exc)
+        return None
+    eyes = None
+    try:
+        from . import eyes as eyemod  # type: ignore[attr-defined]
+
+        eyes = eyemod
+    except ImportError:
+        pass
+
+    def source(img: npt.NDArray[np.uint8]) -> FrameObservation:
+        res = tracker.track(img) if hasattr(tracker, "track") else tracker(img)
+        return _observation_from(res, img, eyes)
+
+    return source
+
+
+def _observation_from(res: Any, img: npt.NDArray[np.uint8], eyes: Any) -> FrameObservation:
+    if isinstance(res, FrameObservation):
+        return res
+    pts = getattr(res, "points", getattr(res, "landmarks", None))
+    found = bool(getattr(res, "found", pts is not None))
+    if not found or pts is None:
+        return FrameObservation(None, 0.0, message=str(getattr(res, "message", "") or "no face found"))
+    conf = getattr(res, "confidence", 1.0)
+    pupils = None
+    pconf = np.zeros(2)
+    if eyes is not None and hasattr(eyes, "measure_eyes"):
+        try:
+            e = eyes.measure_eyes(img, np.asarray(pts, np.float64))
+            pupils = np.asarray(getattr(e, "pupils", None), np.float64) if getattr(e, "pupils", None) is not None else None
+            pconf = np.asarray(getattr(e, "pupil_confidence", np.zeros(2)), np.float64)
+        except Exception as exc:  # pragma: no cover
+            log.debug("eyes measurement failed: %s", exc)
+    return FrameObservation(
+        np.asarray(pts, np.float64),
+        np.asarray(conf, np.float64) if np.ndim(conf) else float(conf),
+        pupils,
+        pconf,
+        message=str(getattr(res, "message", "") or ""),
+    )
+
+
+class DlibLandmarks:
+    """A minimal dlib landmark source: HOG face detector on every frame (largest face) + the 68-point
+    predictor shipped by ``face-recognition-models``. No pupils (gaze is then held at zero)."""
+
+    def __init__(self, upsample: int = 0) -> None:
+        import importlib.util
+
+        import dlib
+
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError("face-recognition-models is not installed (it ships the 68-point dlib predictor)")
+        path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+        self.detector = dlib.get_frontal_face_detector()
+        self.predictor = dlib.shape_predictor(str(path))
+        self.upsample = upsample
+        self._dlib = dlib
+
+    def __call__(self, img: npt.NDArray[np.uint8]) -> FrameObservation:
+        img = np.ascontiguousarray(img[..., :3])
+        if img.size == 0 or float(img.max()) < 8:
+            return FrameObservation(None, 0.0, message="no face found (the frame is black)")
+        dets, scores, _ = self.detector.run(img, self.upsample, 0.0)
+        if not dets:
+            return FrameObservation(None, 0.0, message="no face found")
+        areas = [d.width() * d.height() for d in dets]
+        k = int(np.argmax(areas))
+        msg = f"{len(dets)} faces found, tracking the largest" if len(dets) > 1 else ""
+        shape = self.predictor(img, dets[k])
+        pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+        conf = float(np.clip(0.5 + 0.5 * scores[k], 0.0, 1.0))
+        return FrameObservation(pts, conf, message=msg)
+
+
+# ---------------------------------------------------------------------------------------------------- main entry
+def pick_keyframes(observations: Sequence[FrameObservation], k: int) -> list[int]:
+    """Indices of up to ``k`` frames with a face, spread evenly over the clip (the most confident in each
+    of ``k`` equal segments)."""
+    good = [i for i, o in enumerate(observations) if o.found]
+    if not good or k <= 0:
+        return []
+    n = len(observations)
+    out: list[int] = []
+    for s in range(k):
+        lo, hi = s * n // k, (s + 1) * n // k
+        seg = [i for i in good if lo <= i < hi]
+        if seg:
+            out.append(max(seg, key=lambda i: float(np.mean(observations[i].landmark_confidence))))
+    return sorted(set(out))
+
+
+def model_fingerprint(model: Any) -> str:
+    """sha256 (first 16 hex digits) of the model's arrays."""
+    h = hashlib.sha256()
+    for name in ("mean_shape", "faces", "id_basis", "expr_basis", "blink_basis", "mean_albedo", "albedo_basis"):
+        h.update(np.ascontiguousarray(getattr(model, name)).tobytes())
+    return h.hexdigest()[:16]
+
+
+def track_video(
+    source: str | Path,
+    frames: Iterable[int] | str | None = None,
+    device: str = "cpu",
+    smooth: bool = False,
+    progress: ProgressFn | None = None,
+    identity_keyframes: int = 5,
+    on_bad_frame: str = "flag",
+    *,
+    model: Any = None,
+    settings: TrackerSettings | None = None,
+    intrinsics: Sequence[float] | None = None,
+    landmark_source: LandmarkSource | None = None,
+    images: Sequence[npt.NDArray[np.uint8]] | None = None,
+    frame_numbers: Sequence[int] | None = None,
+    rate: Fraction | int | None = None,
+    result: list[TrackResult] | None = None,
+) -> FaceTrack:
+    """Track a face through a video or image sequence.
+
+    Args:
+        source: movie file or image sequence (recorded in the metadata; not read if ``images`` is given).
+        frames: frame numbers or a range string (``"1-20"``); None = all frames. Movies count from 1.
+        device: ``"cpu"`` (numpy) or ``"cuda"`` (CuPy; frames solved in batches of 64).
+        smooth: Gaussian temporal smoothing of the curves (sigma 1 frame, within runs of valid frames).
+        progress: called as ``progress(stage, done, total)`` with stage ``"landmarks"`` then ``"track"``.
+        identity_keyframes: K keyframes for the identity solve (0 = mean face, no identity mode).
+        on_bad_frame: ``"flag"`` (lost frames get ``track.valid = 0``, parameters held from the last good
+            frame) or ``"error"`` (raise :class:`~dvp_engine.core.errors.InputError` naming the frame).
+        model: a FaceModel (default :func:`dvp_engine.facemodel.load_default_model`).
+        settings: :class:`TrackerSettings` (``device``/``smooth`` arguments override its fields).
+        intrinsics: ``(fx, fy, cx, cy)``; default ``fx = fy = 2 * max(w, h)``, centred principal point.
+        landmark_source: a :data:`LandmarkSource`; default :func:`default_landmark_source`.
+        images, frame_numbers, rate: frames already in memory (tests, hosts) instead of decoding ``source``.
+        result: if a list is given, the raw :class:`TrackResult` is appended to it (diagnostics).
+
+    Returns:
+        The :class:`~dvp_engine.core.FaceTrack` (per-frame channels incl. ``track.confidence`` and
+        ``track.valid``; identity and reflectance; metadata).
+    """
+    if on_bad_frame not in ("flag", "error"):
+        raise ValueError(f"on_bad_frame must be 'flag' or 'error', got {on_bad_frame!r}")
+    t_start = time.perf_counter()
+    if images is None:
+        numbers, imgs, fps = read_source(source, frames)
+    else:
+        imgs = [_to_uint8(np.asarray(i)) for i in images]
+        numbers = list(frame_numbers) if frame_numbers is not None else list(range(1, len(imgs) + 1))
+        fps = Fraction(rate if rate is not None else 25)
+    if not imgs:
+        raise InputError("no frames to track", path=source)
+    h, w = imgs[0].shape[:2]
+    for num, img in zip(numbers, imgs, strict=True):
+        if img.shape[:2] != (h, w):
+            raise InputError(f"frame size {img.shape[1]}x{img.shape[0]} differs from {w}x{h}", path=source, frame=num)
+    if model is None:
+        from dvp_engine.facemodel import load_default_model
+
+        model = load_default_model()
+    st = settings or TrackerSettings()
+    st.device = device
+    st.smooth = smooth
+    if device.startswith("cuda") and settings is None:
+        st.batch_size = 64
+    st.identity_keyframes = identity_keyframes
+
+    # landmarks, in order (sources may track boxes between frames)
+    lsrc = landmark_source or default_landmark_source()
+    t0 = time.perf_counter()
+    obs: list[FrameObservation] = []
+    for i, img in enumerate(imgs):
+        try:
+            o = lsrc(img)
+        except Exception as exc:  # a corrupt frame must not end the track
+            o = FrameObservation(None, 0.0, message=f"landmark detection failed ({exc})")
+        if not o.found and on_bad_frame == "error":
+            raise InputError(o.message or "no face found", path=source, frame=numbers[i])
+        if o.message:
+            log.info("frame %d: %s", numbers[i], o.message)
+        obs.append(o)
+        if progress is not None:
+            progress("landmarks", i + 1, len(imgs))
+    t_land = time.perf_counter() - t0
+
+    tracker = Tracker(model, w, h, st, intrinsics)
+    keys = pick_keyframes(obs, identity_keyframes)
+    if keys:
+        tracker.fit_identity([imgs[i] for i in keys], [obs[i] for i in keys])
+    res = tracker.track(
+        imgs, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None
+    )
+    if on_bad_frame == "error" and not res.valid.all():
+        bad = int(np.flatnonzero(~res.valid)[0])
+        raise InputError(res.messages.get(bad, "tracking lost"), path=source, frame=numbers[bad])
+    if result is not None:
+        result.append(res)
+    lost = {str(numbers[k]): v for k, v in sorted(res.messages.items())}
+    header = getattr(model, "header", {}) or {}
+    metadata: dict[str, Any] = {
+        "source": str(source),
+        "face_model": {
+            "name": header.get("name", "custom"),
+            "schema": header.get("schema", "FaceModel.1"),
+            "hash": model_fingerprint(model),
+        },
+        "controls": {
+            "names": list(model.control_names),
+            "matrix": np.asarray(model.control_matrix, np.float64).round(7).tolist(),
+        },
+        "tracker": {
+            "settings": st.as_dict(),
+            "identity_keyframes": [int(numbers[k]) for k in keys],
+            "landmarks": type(lsrc).__name__ if not callable(getattr(lsrc, "__name__", None)) else "custom",
+            "seconds": {
+                "landmarks": round(t_land, 3),
+                **{k: round(v, 3) for k, v in res.timings.items()},
+                "total": round(time.perf_counter() - t_start, 3),
+            },
+        },
+        "lost_frames": lost,
+    }
+    return FaceTrack.from_params(
+        np.asarray(numbers, np.int64),
+        res.params,
+        rate=fps,
+        width=w,
+        height=h,
+        intrinsics=tracker.intrinsics,
+        identity=res.identity.astype(np.float32),
+        reflectance=res.reflectance.astype(np.float32),
+        confidence=res.confidence.astype(np.float32),
+        valid=res.valid.astype(np.float32),
+        metadata=metadata,
+    )
