@@ -12,9 +12,10 @@ from .checkpoint import (
     latest_checkpoint,
     load_generator,
 )
-from .data import PairDataset, current_colour, held_out_split, window_indices
+from .data import PairDataset, current_colour, held_out_split, stack_window, to_network_range, window_indices
 from .discriminator import DiscriminatorConfig, PatchDiscriminator, init_weights
 from .evaluate import (
+    evaluate_dataset,
     evaluate_frames,
     l1,
     nearest_neighbour,
@@ -45,6 +46,7 @@ __all__ = [
     "checkpoint_hash",
     "count_parameters",
     "current_colour",
+    "evaluate_dataset",
     "evaluate_frames",
     "export_torchscript",
     "generator_flops",
@@ -57,7 +59,9 @@ __all__ = [
     "nearest_neighbour",
     "psnr",
     "ssim",
+    "stack_window",
     "temporal_stability",
+    "to_network_range",
     "to_unit",
     "window_indices",
     "write_contact_sheet",

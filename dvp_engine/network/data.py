@@ -20,10 +20,14 @@ __all__ = [
     "PairDataset",
     "current_colour",
     "held_out_split",
+    "stack_window",
+    "to_network_range",
     "window_indices",
 ]
 
 CHANNELS_PER_FRAME = 9
+
+ArrayLike = np.ndarray | torch.Tensor
 
 
 def window_indices(frame_idx: int, nw: int = 11, first: int = 0) -> list[int]:
@@ -71,13 +75,43 @@ def held_out_split(
     return train, list(range(n_frames - n_held, n_frames))
 
 
+def to_network_range(a: ArrayLike, unit_range: bool = True) -> torch.Tensor:
+    """Images to float32 torch in the network space [-1, 1].
+
+    ``uint8`` arrays are read as [0, 255]; float arrays as [0, 1] when ``unit_range`` (the project's numpy
+    convention) or as already in [-1, 1] otherwise.
+    """
+    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    if t.dtype == torch.uint8:
+        return t.to(torch.float32) * (2.0 / 255.0) - 1.0
+    t = t.to(torch.float32)
+    return t * 2.0 - 1.0 if unit_range else t
+
+
+def stack_window(
+    conditioning: ArrayLike, frame_idx: int, nw: int = 11, unit_range: bool = True
+) -> torch.Tensor:
+    """The conditioning volume of sequence position ``frame_idx``: ``(9*nw, H, W)`` float32 in [-1, 1].
+
+    Args:
+        conditioning: per-frame conditioning images ``(T, 9, H, W)`` (colour, correspondence, gaze; uint8 or
+            float, see :func:`to_network_range`); numpy memory maps work and are read lazily.
+        frame_idx: position in ``0..T-1``; the window is :func:`window_indices` ``(frame_idx, nw)``.
+    """
+    idx = window_indices(frame_idx, nw, 0)
+    if frame_idx >= len(conditioning):
+        raise IndexError(f"frame {frame_idx} outside the {len(conditioning)} conditioning frames")
+    parts = [to_network_range(conditioning[i], unit_range) for i in idx]
+    for i, p in zip(idx, parts, strict=True):
+        if p.ndim != 3 or p.shape[0] != CHANNELS_PER_FRAME:
+            raise ValueError(f"conditioning frame {i} has shape {tuple(p.shape)}, expected (9, H, W)")
+    return torch.cat(parts, dim=0)
+
+
 def current_colour(volume: torch.Tensor, nw: int) -> torch.Tensor:
     """The current frame's colour render from volumes ``(B, 9*nw, H, W)`` -> ``(B, 3, H, W)`` (same range)."""
     c0 = CHANNELS_PER_FRAME * (nw - 1)
     return volume[:, c0 : c0 + 3]
-
-
-ArrayLike = np.ndarray | torch.Tensor
 
 
 def _to_tensor(a: ArrayLike) -> torch.Tensor:
@@ -134,6 +168,40 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
     ) -> PairDataset:
         """Dataset calling ``fn(i) -> (volume (9Nw,H,W), frame (3,H,W))`` for each sequence position ``i``."""
         return cls(n, fn, indices)
+
+    @classmethod
+    def from_sequence(
+        cls,
+        conditioning: ArrayLike,
+        frames: ArrayLike,
+        nw: int = 11,
+        indices: Sequence[int] | None = None,
+        unit_range: bool = True,
+    ) -> PairDataset:
+        """Dataset that stacks sliding windows on the fly from per-frame conditioning images.
+
+        Storing the 9 conditioning channels per frame (instead of whole volumes) is Nw times smaller; uint8
+        arrays and numpy memory maps (``np.load(path, mmap_mode="r")``) keep 2,000 frames at 256 in ~1.2 GB.
+
+        Args:
+            conditioning: ``(T, 9, H, W)`` per frame: colour RGB, correspondence RGB, eye-gaze RGB.
+            frames: ``(T, 3, H, W)`` ground-truth video frames, same size.
+            nw: window length; item i's volume is :func:`stack_window` ``(conditioning, i, nw)``.
+            unit_range: float inputs are in [0, 1] (True) or already in [-1, 1] (False); uint8 is [0, 255].
+        """
+        if len(conditioning) != len(frames):
+            raise ValueError(f"{len(conditioning)} conditioning frames but {len(frames)} video frames")
+        if conditioning.ndim != 4 or conditioning.shape[1] != CHANNELS_PER_FRAME or frames.ndim != 4:
+            raise ValueError(f"expected (T,9,H,W) and (T,3,H,W), got {conditioning.shape} and {frames.shape}")
+        if tuple(conditioning.shape[2:]) != tuple(frames.shape[2:]):
+            raise ValueError(
+                f"conditioning size {tuple(conditioning.shape[2:])} != frame size {tuple(frames.shape[2:])}"
+            )
+
+        def fetch(i: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return stack_window(conditioning, i, nw, unit_range), to_network_range(frames[i], unit_range)
+
+        return cls(len(frames), fetch, indices)
 
     def subset(self, indices: Sequence[int]) -> PairDataset:
         """The same source restricted to sequence positions ``indices``."""

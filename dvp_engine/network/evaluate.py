@@ -6,18 +6,20 @@ with :func:`to_unit`). Sequence metrics treat N as time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import kornia.metrics
 import numpy as np
 import torch
+from torch.utils.data import Dataset
 
 from dvp_engine.core.atomic import atomic_path
 from dvp_engine.core.errors import DvpError
 
 __all__ = [
     "contact_sheet",
+    "evaluate_dataset",
     "evaluate_frames",
     "l1",
     "nearest_neighbour",
@@ -94,6 +96,32 @@ def evaluate_frames(pred: torch.Tensor, target: torch.Tensor) -> dict[str, float
     if pred.shape[0] >= 2:
         out["temporal"] = float(temporal_stability(pred, target).mean())
     return out
+
+
+def evaluate_dataset(
+    render: Callable[[torch.Tensor], torch.Tensor],
+    dataset: Dataset[tuple[torch.Tensor, torch.Tensor]],
+    batch: int = 16,
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    """Run ``render`` over a (volume, frame) dataset in order and score it with :func:`evaluate_frames`.
+
+    Args:
+        render: volumes ``(B, 9*Nw, S, S)`` in [-1, 1] -> frames ``(B, 3, S, S)`` in [-1, 1], e.g.
+            ``Renderer(model).render``.
+        dataset: e.g. the held-out :class:`~dvp_engine.network.data.PairDataset` (consecutive frames, so the
+            temporal measure is meaningful).
+    Returns:
+        (metrics, outputs ``(N, 3, S, S)`` in [0, 1], ground truth ``(N, 3, S, S)`` in [0, 1]).
+    """
+    outs: list[torch.Tensor] = []
+    gts: list[torch.Tensor] = []
+    n = len(dataset)  # type: ignore[arg-type]
+    for s in range(0, n, batch):
+        items = [dataset[k] for k in range(s, min(n, s + batch))]
+        outs.append(to_unit(render(torch.stack([v for v, _ in items])).float().cpu()))
+        gts.append(to_unit(torch.stack([f for _, f in items]).float()))
+    out, gt = torch.cat(outs), torch.cat(gts)
+    return evaluate_frames(out, gt), out, gt
 
 
 def nearest_neighbour(

@@ -14,9 +14,11 @@ from dvp_engine.network import (
     ArchitectureMismatchError,
     CheckpointError,
     GeneratorConfig,
+    PairDataset,
     Renderer,
     SpaceTimeGenerator,
     current_colour,
+    evaluate_dataset,
     evaluate_frames,
     export_torchscript,
     held_out_split,
@@ -27,6 +29,7 @@ from dvp_engine.network import (
     nearest_neighbour,
     psnr,
     ssim,
+    stack_window,
     temporal_stability,
     window_indices,
     write_contact_sheet,
@@ -260,3 +263,33 @@ def test_held_out_split() -> None:
     train, held = held_out_split(100, full_windows_only=True, nw=11)
     assert train[0] == 10 and not set(train) & set(held)
     assert held_out_split(5)[1] == [4]
+
+
+def test_sequence_dataset_stacks_the_window() -> None:
+    g = torch.Generator().manual_seed(2)
+    cond = (torch.rand(6, 9, 4, 4, generator=g) * 255).to(torch.uint8).numpy()
+    frames = torch.rand(6, 3, 4, 4, generator=g).numpy()
+    ds = PairDataset.from_sequence(cond, frames, nw=3, indices=[0, 4])
+    vol, frame = ds[1]  # sequence position 4: frames 2, 3, 4
+    expect = torch.cat([torch.from_numpy(cond[i]).float() / 255 * 2 - 1 for i in (2, 3, 4)])
+    assert vol.shape == (27, 4, 4) and torch.allclose(vol, expect, atol=1e-6)
+    assert torch.allclose(frame, torch.from_numpy(frames[4]) * 2 - 1)
+    assert torch.allclose(current_colour(vol[None], 3)[0], expect[18:21], atol=1e-6)
+    vol0, _ = ds[0]  # position 0: first frame repeated
+    assert torch.equal(vol0[:9], vol0[18:]) and torch.equal(vol0[9:18], vol0[18:])
+    assert torch.allclose(stack_window(cond, 4, nw=3), expect, atol=1e-6)
+    with pytest.raises(ValueError, match="6 conditioning frames but 5 video frames"):
+        PairDataset.from_sequence(cond, frames[:5], nw=3)
+
+
+def test_evaluate_dataset_matches_direct_metrics() -> None:
+    g = _gen()
+    vol = torch.rand(4, 18, 32, 32) * 2 - 1
+    gt = torch.rand(4, 3, 32, 32) * 2 - 1
+    ds = PairDataset.from_arrays(vol, gt)
+    rep, out, gt01 = evaluate_dataset(Renderer(g, device="cpu").render, ds, batch=3)
+    with torch.no_grad():
+        ref = ((g(vol) + 1) / 2).clamp(0, 1)
+    assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(gt01, (gt + 1) / 2)
+    assert rep["psnr"] == pytest.approx(float(psnr(ref, gt01).mean()), rel=1e-5)
+    assert rep["frames"] == 4 and "temporal" in rep
