@@ -390,6 +390,8 @@ def extract_clip(path: Path, max_frames: int, faces: np.ndarray) -> ClipLandmark
         ok = vis_a[:, j] > 0.35
         sel = cols_a[ok, j] if ok.sum() >= 3 else cols_a[:, j]
         colours[j] = np.median(sel, axis=0)
+    # float32 round trip: a fresh run and a run from the --cache give identical models
+    colours = colours.astype(np.float32).astype(np.float64)
     return ClipLandmarks(path.name, np.asarray(kept), np.stack(pts), colours, len(frames))
 
 
