@@ -65,6 +65,8 @@ NOSE_TO_HEAD_CENTRE_M = 0.095  # depth from the nose tip to the model origin (ro
 # Units of the bases: a coefficient of 1 moves the vertices by 1 mm RMS (geometry) or the albedo by 0.01 RMS.
 GEOM_UNIT_M = 0.001
 ALB_UNIT = 0.01
+# std (RMS vertex displacement) of the smoothest generic identity field; finer fields fall as lambda_1 / lambda_k
+SMOOTH_ID_SD_M = 0.002
 
 # iBUG-68 (dlib) -> MediaPipe face-mesh vertex, in iBUG order. Chosen (once, by hand-checked search) as the
 # mirror-symmetric vertex with the smallest mean 2D distance to dlib's 68-point predictions on 100 frames of
@@ -548,6 +550,7 @@ def build_model(clips: list[ClipLandmarks], faces: np.ndarray) -> tuple[dict[str
         c_iris = irises[side][0]
         loop_c = mesh[loop].mean(0)
         centres[side] = np.array([c_iris[0], c_iris[1], loop_c[2] + 0.75 * EYEBALL_RADIUS_M])
+        info[f"iris_centre_in_front_of_eye_loop_m_{side}"] = float(loop_c[2] - c_iris[2])
     # symmetric centres
     cl, cr = centres["left"], centres["right"]
     cl = 0.5 * (cl + cr * np.array([-1.0, 1.0, 1.0]))
@@ -575,7 +578,12 @@ def build_model(clips: list[ClipLandmarks], faces: np.ndarray) -> tuple[dict[str
     expr_sd = np.sqrt(np.maximum(evals[:k_data], 0.0))
     info["expr_variance_explained_20"] = float(evals[:20].sum() / max(evals.sum(), 1e-30))
     info["expr_components_from_data"] = k_data
-    modes, mevals = laplacian_modes(mesh, faces, 60)
+    # smooth fields live on the mesh with its eye and mouth openings closed, so lids and lips move together
+    sys.path.insert(0, str(REPO))
+    from dvp_engine.facemodel.model import fill_loop
+
+    closed = np.concatenate([faces] + [fill_loop(mesh, lp) for lp in (loop_left, loop_right, mouth_loop)])
+    modes, mevals = laplacian_modes(mesh, closed, 60)
     rigid = rigid_fields(mesh)
     if k_data < N_EXPR:
         sd_floor = float(expr_sd[-1]) if k_data else 1e-4
@@ -608,7 +616,7 @@ def build_model(clips: list[ClipLandmarks], faces: np.ndarray) -> tuple[dict[str
     id_dirs = np.vstack([id_dirs, scale_dir[None]])
     id_sd = np.concatenate([id_sd, [scale_sd]])
     extra, extra_sd = smooth_fields(modes, mevals, np.vstack([rigid, id_dirs]), N_ID - id_dirs.shape[0],
-                                    0.004 * np.sqrt(N_MESH))  # fmt: skip
+                                    SMOOTH_ID_SD_M * np.sqrt(N_MESH))  # fmt: skip
     id_dirs = np.vstack([id_dirs, extra])
     id_sd = np.concatenate([id_sd, extra_sd])
     info["id_components_from_data"] = k_id
@@ -758,7 +766,7 @@ def smooth_fields(modes: np.ndarray, mevals: np.ndarray, against: np.ndarray, co
     """``count`` orthonormal 3D displacement fields phi_k * axis, smoothest first, orthogonal to ``against``.
 
     Returns (count, 3N) unit vectors and their std (norm units: sd0 for the smoothest, decaying as
-    sqrt(lambda_1 / lambda_k)).
+    lambda_1 / lambda_k).
     """
     basis = [row / np.linalg.norm(row) for row in against if np.linalg.norm(row) > 0]
     q = np.array(basis).T if basis else np.zeros((modes.shape[1] * 3, 0))
@@ -778,7 +786,7 @@ def smooth_fields(modes: np.ndarray, mevals: np.ndarray, against: np.ndarray, co
             f = f / nrm
             q = np.hstack([q, f[:, None]])
             out.append(f)
-            sds.append(sd0 * np.sqrt(mevals[0] / mevals[k]))
+            sds.append(sd0 * mevals[0] / mevals[k])
             if len(out) == count:
                 return fix_signs(np.array(out)), np.array(sds)
     raise RuntimeError("not enough smooth modes for the requested basis size")

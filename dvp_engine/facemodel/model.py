@@ -433,6 +433,21 @@ class FaceModel:
         prov = self.header.get("provenance", {})
         return prov if isinstance(prov, dict) else {}
 
+    def fill_loop(self, loop: Sequence[int] | np.ndarray) -> np.ndarray:
+        """(len(loop) - 2, 3) int32 triangles closing the hole bounded by ``loop`` (see :func:`fill_loop`)."""
+        return fill_loop(self.mean_shape, loop)
+
+    def closed_faces(self, *, eyes: bool = True, mouth: bool = True) -> np.ndarray:
+        """:attr:`faces` plus triangles filling the eye openings and/or the lip opening: (T', 3) int32."""
+        parts = [self.faces]
+        if eyes:
+            parts += [self.fill_loop(self.eye_left_loop), self.fill_loop(self.eye_right_loop)]
+        if mouth:
+            if self.mouth_loop is None:
+                raise InputError("this face model has no mouth_loop")
+            parts.append(self.fill_loop(self.mouth_loop))
+        return np.concatenate(parts).astype(np.int32)
+
     def summary(self) -> str:
         """A few lines for ``dvp info``: sizes, controls and build provenance."""
         prov = self.provenance
@@ -480,6 +495,53 @@ class FaceModel:
         v = np.asarray(vertices)
         gap = np.linalg.norm(v[..., upper[:k], :] - v[..., lower[:k], :], axis=-1).mean(axis=-1)
         return np.asarray(gap)
+
+
+def fill_loop(mean_shape: np.ndarray, loop: Sequence[int] | np.ndarray) -> np.ndarray:
+    """(len(loop) - 2, 3) int32 triangles closing a hole bounded by ``loop`` (no new vertices).
+
+    Ear clipping in the front view (x, y) of ``mean_shape`` (N, 3); triangles wind outward (toward -z) like
+    :attr:`FaceModel.faces`. Used to close the eye and mouth openings (for example a closed-mouth render).
+    """
+    idx = [int(i) for i in loop]
+    pts = mean_shape[idx, :2].astype(np.float64)
+    area2 = float(np.sum(pts[:, 0] * np.roll(pts[:, 1], -1) - np.roll(pts[:, 0], -1) * pts[:, 1]))
+    sign = 1.0 if area2 > 0 else -1.0
+    remaining = list(range(len(idx)))
+    tris: list[tuple[int, int, int]] = []
+
+    def cross(o: int, a: int, b: int) -> float:
+        return float(
+            (pts[a, 0] - pts[o, 0]) * (pts[b, 1] - pts[o, 1])
+            - (pts[a, 1] - pts[o, 1]) * (pts[b, 0] - pts[o, 0])
+        )
+
+    def inside(p: int, a: int, b: int, c: int) -> bool:
+        return cross(a, b, p) * sign > 0 and cross(b, c, p) * sign > 0 and cross(c, a, p) * sign > 0
+
+    while len(remaining) > 3:
+        m = len(remaining)
+        for k in range(m):
+            a, b, c = remaining[k - 1], remaining[k], remaining[(k + 1) % m]
+            if cross(a, b, c) * sign <= 0:
+                continue  # reflex corner
+            if any(inside(p, a, b, c) for p in remaining if p not in (a, b, c)):
+                continue
+            tris.append((a, b, c))
+            remaining.pop(k)
+            break
+        else:  # degenerate polygon: fall back to a fan
+            tris.extend((remaining[0], remaining[j], remaining[j + 1]) for j in range(1, len(remaining) - 1))
+            remaining = []
+            break
+    if len(remaining) == 3:
+        tris.append((remaining[0], remaining[1], remaining[2]))
+    out = np.asarray([[idx[a], idx[b], idx[c]] for a, b, c in tris], dtype=np.int32).reshape(-1, 3)
+    v = mean_shape.astype(np.float64)
+    nz = np.cross(v[out[:, 1]] - v[out[:, 0]], v[out[:, 2]] - v[out[:, 0]])[:, 2]
+    flip = nz > 0
+    out[flip] = out[flip][:, [0, 2, 1]]
+    return out
 
 
 def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:

@@ -367,3 +367,24 @@ def test_landmarks68_table_is_mirror_symmetric_and_in_place(model: FaceModel) ->
     assert v[lm[36:48], 1].max() < v[lm[30], 1] < v[lm[48:68], 1].min()
     assert v[lm[48:68], 1].max() < v[lm[8], 1]
     assert len(set(lm.tolist())) == 68
+
+
+def test_closed_faces_fill_eyes_and_mouth(model: FaceModel) -> None:
+    closed = model.closed_faces()
+    assert model.mouth_loop is not None
+    n_fill = len(model.eye_left_loop) + len(model.eye_right_loop) + len(model.mouth_loop) - 6
+    assert len(closed) == len(model.faces) + n_fill
+    edges: dict[tuple[int, int], int] = {}
+    for t in closed.tolist():
+        for k in range(3):
+            a, b = t[k], t[(k + 1) % 3]
+            edges[(a, b)] = edges.get((a, b), 0) + 1
+    assert max(edges.values()) == 1  # still consistently wound
+    boundary = [e for e in edges if (e[1], e[0]) not in edges]
+    loop_vertices = {a for a, _ in boundary}
+    # only the outer rim stays open: no eye or mouth vertex is on the boundary any more
+    assert not loop_vertices & set(model.eye_left_loop.tolist() + model.mouth_loop.tolist())
+    v = model.mean_shape.astype(np.float64)
+    fill = closed[len(model.faces) :]
+    nz = np.cross(v[fill[:, 1]] - v[fill[:, 0]], v[fill[:, 2]] - v[fill[:, 0]])[:, 2]
+    assert np.all(nz <= 0)  # the fills face the camera like the face
