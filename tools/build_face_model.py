@@ -67,6 +67,7 @@ GEOM_UNIT_M = 0.001
 ALB_UNIT = 0.01
 # std (RMS vertex displacement) of the smoothest generic identity field; finer fields fall as lambda_1 / lambda_k
 SMOOTH_ID_SD_M = 0.002
+OUTSIDE_WEIGHT = 10.0  # named controls: weight of "stay still" outside a control's region
 
 # iBUG-68 (dlib) -> MediaPipe face-mesh vertex, in iBUG order. Chosen (once, by hand-checked search) as the
 # mirror-symmetric vertex with the smallest mean 2D distance to dlib's 68-point predictions on 100 frames of
@@ -895,8 +896,9 @@ def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray
     1. Each feature is max(0, +/-(measure - the clip's median)), in units of its 95th percentile; the expression
        coefficients are regressed on all features at once (so correlated movements are told apart), giving
        each feature's mean displacement field.
-    2. That field is kept inside the control's region (soft mask) and zero elsewhere, and projected onto the
-       expression basis (lightly damping the noisiest components), so e.g. a smile does not move the forehead.
+    2. That field is kept inside the control's region (soft mask) and zero elsewhere, and fitted with the
+       expression basis by weighted least squares (outside the region 10x weight on staying still; the noisiest
+       components lightly damped), so e.g. a smile does not move the forehead.
     3. The direction is scaled so that 1.0 changes its measure as much as the feature's 95th percentile
        (a strong instance of the expression in the build data).
     """
@@ -924,8 +926,12 @@ def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray
     cinfo = {}
 
     def localise(direction: np.ndarray, region: str) -> np.ndarray:
-        target = ((direction @ B).reshape(-1, 3) * regions[region][:, None]).reshape(-1)
-        return (B @ target) / unit**2 * damp
+        # weighted least squares: follow the masked field inside the region, stay still (10x weight) outside
+        mask = regions[region]
+        target = ((direction @ B).reshape(-1, 3) * mask[:, None]).reshape(-1)
+        w = np.repeat(mask + OUTSIDE_WEIGHT * (1.0 - mask), 3)
+        lhs = (B * w) @ B.T + np.diag(unit**2 * (1.0 / damp - 1.0))
+        return np.linalg.solve(lhs, (B * w) @ target)
 
     def change_of(direction: np.ndarray, key: str, side: int) -> float:
         disp = (direction @ B).reshape(-1, 3)

@@ -388,3 +388,43 @@ def test_closed_faces_fill_eyes_and_mouth(model: FaceModel) -> None:
     fill = closed[len(model.faces) :]
     nz = np.cross(v[fill[:, 1]] - v[fill[:, 0]], v[fill[:, 2]] - v[fill[:, 0]])[:, 2]
     assert np.all(nz <= 0)  # the fills face the camera like the face
+
+
+CONTROL_REGION = {
+    "face.jaw_open": "lower", "face.smile": "lower", "face.frown": "lower", "face.mouth_wide": "lower",
+    "face.pucker": "lower", "face.jaw_left": "lower", "face.jaw_right": "lower", "face.brow_raise": "upper",
+    "face.brow_lower": "upper", "face.brow_furrow": "upper", "face.eye_squint": "eyes", "face.eye_wide": "eyes",
+}  # fmt: skip
+
+
+def test_every_control_moves_mostly_its_own_region(model: FaceModel) -> None:
+    v = model.mean_shape.astype(np.float64)
+    lm = model.landmarks68
+    y_nose, y_eye = v[lm[33], 1], v[lm[[36, 39, 42, 45]], 1].mean()
+    d_eye = np.minimum(
+        np.linalg.norm(v[:, :2] - model.eyeball_left_center[:2], axis=1),
+        np.linalg.norm(v[:, :2] - model.eyeball_right_center[:2], axis=1),
+    )
+    regions = {
+        "lower": v[:, 1] > y_nose - 0.015,
+        "upper": v[:, 1] < y_eye - 0.004,
+        "eyes": (d_eye < 0.026) & (v[:, 1] > y_eye - 0.015),
+    }
+    assert set(CONTROL_REGION) <= set(model.control_names)
+    for name, region in CONTROL_REGION.items():
+        s = _region_shift(model, name)
+        energy = np.sum(s**2, axis=1)
+        share = energy[regions[region]].sum() / energy.sum()
+        assert share > 0.85, (name, share)
+        assert np.abs(s).max() > 0.001, name  # 1.0 is a visible expression (> 1 mm somewhere)
+    chin = lm[8]
+    assert _region_shift(model, "face.jaw_left")[chin, 0] > 0.001  # toward the actor's left (+x)
+    assert _region_shift(model, "face.jaw_right")[chin, 0] < -0.001
+    assert up_mean(_region_shift(model, "face.brow_lower"), lm[17:27]) < -0.001
+    for eye in ("left", "right"):
+        wide = model.eyelid_gap((v + _region_shift(model, "face.eye_wide"))[None], eye)[0]
+        assert wide > model.eyelid_gap(v[None], eye)[0] + 0.0005
+
+
+def up_mean(disp: np.ndarray, idx: np.ndarray) -> float:
+    return float(-disp[idx, 1].mean())
