@@ -984,6 +984,11 @@ def write_model(out: Path, arrays: dict[str, np.ndarray], header: dict) -> None:
     FaceModel.from_arrays(final, path=out)  # raises on NaN / inconsistent shapes
     out.parent.mkdir(parents=True, exist_ok=True)
     write_npz(out, final)
+    # human-readable copy of the header (provenance, diagnostics) beside the model, for reviews and diffs
+    sidecar = out.with_suffix(".json")
+    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
+    tmp.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, sidecar)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -46,6 +47,7 @@ def test_builder_subset_is_valid_and_deterministic(tmp_path: Path) -> None:
     assert hashlib.sha256(a.read_bytes()).hexdigest() == hashlib.sha256(b.read_bytes()).hexdigest()
 
     m = FaceModel.load(a)
+    assert json.loads(a.with_suffix(".json").read_text()) == m.header  # readable provenance sidecar
     assert m.expr_basis.shape == (64, 468, 3) and m.id_basis.shape == (80, 468, 3)
     prov = m.provenance
     assert [c["file"] for c in prov["clips"]] == sorted(CLIPS)

@@ -59,6 +59,8 @@ def test_contract_shapes_and_dtypes(model: FaceModel) -> None:
     prov = model.provenance
     assert prov["clips"] and all(c["frames_used"] > 0 for c in prov["clips"])
     assert len(prov["inputs_sha256"]) == 64
+    sidecar = DEFAULT_MODEL_PATH.with_suffix(".json")
+    assert json.loads(sidecar.read_text()) == model.header  # the shipped sidecar matches the shipped model
 
 
 def test_geometry_in_model_frame_and_metres(model: FaceModel) -> None:
