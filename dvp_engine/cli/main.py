@@ -28,6 +28,7 @@ from .common import (
 #: Subcommand modules, in the order ``dvp --help`` lists them.
 SUBCOMMANDS: tuple[str, ...] = (
     "cmd_info",
+    "cmd_convert",
     "cmd_edit",
 )
 

@@ -1,0 +1,45 @@
+"""Argument helpers shared by subcommands: frame ranges, devices."""
+
+from __future__ import annotations
+
+import argparse
+
+from dvp_engine.core.frames import FrameSet
+
+from .common import UsageError
+
+
+def add_frames(
+    p: argparse.ArgumentParser, help_text: str = "frames to process, e.g. 1001-1100x2 or 1,5,9-12"
+) -> None:
+    """Add ``--frames``."""
+    p.add_argument("--frames", metavar="RANGE", help=help_text)
+
+
+def parse_frames(text: str | None) -> FrameSet | None:
+    """``--frames`` text to a FrameSet (None when not given); bad text is a usage error (exit 2)."""
+    if text is None:
+        return None
+    try:
+        return FrameSet.parse(text)
+    except ValueError as exc:
+        raise UsageError(f"--frames: {exc}") from None
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """Add ``--device cpu|cuda|auto``."""
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
+
+
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
+    if name != "auto":
+        if name.startswith("cuda"):
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UsageError(f"--device {name}: no CUDA device is available on this machine")
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,94 @@
+"""Writing output frames the way every dvp command does: colour-managed, with metadata, never half-written.
+
+EXR frames are scene-linear (ACEScg by default, converted from the engine's display-referred sRGB through
+OpenColorIO), half float, ZIP compression, and carry metadata (``dvp:*`` attributes). Integer formats (PNG,
+JPEG, TIFF, DPX) get the sRGB-encoded values as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dvp_engine import __version__
+from dvp_engine.core.errors import DvpError
+from dvp_engine.core.frames import FrameSet
+from dvp_engine.core.sequence import ImageSequence
+
+from .images import write_image
+
+FLOAT_SUFFIXES = {".exr"}
+
+
+def output_sequence(pattern: str | Path, frames: FrameSet, *, overwrite: bool) -> ImageSequence:
+    """Parse an output pattern and refuse to replace existing frames unless ``overwrite``.
+
+    Raises:
+        DvpError: the pattern has no frame placeholder, its folder cannot be created, or frames exist already.
+    """
+    seq = ImageSequence.parse(str(pattern))
+    try:
+        seq.directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DvpError(f"cannot create output folder ({exc.strerror})", path=seq.directory) from exc
+    if not overwrite:
+        existing = [f for f in frames if seq.path(f).exists()]
+        if existing:
+            raise DvpError(
+                f"the output folder already holds {len(existing)} of these frames (first {existing[0]}); "
+                "pass --overwrite to replace them",
+                path=seq.path(existing[0]),
+            )
+    return seq
+
+
+def write_frame(
+    path: str | Path,
+    rgb: npt.ArrayLike,
+    *,
+    alpha: npt.ArrayLike | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    colourspace: str = "ACEScg",
+    compression: str = "zip",
+    dtype: str | None = None,
+) -> Path:
+    """Write one frame.
+
+    Args:
+        path: destination; ``.exr`` is written scene-linear, other formats sRGB-encoded.
+        rgb: ``(H, W, 3)`` display-referred sRGB in [0, 1] (the engine's working space).
+        alpha: optional ``(H, W)`` matte in [0, 1], written as ``A``.
+        metadata: extra attributes; values that are dicts or lists of non-numbers are stored as JSON strings.
+        colourspace: the EXR's colour space (an OCIO name; ``ACEScg`` by default).
+        compression: EXR compression.
+        dtype: pixel type (default half for EXR, 8 bit for PNG/JPEG).
+    """
+    dest = Path(path)
+    pixels = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    meta: dict[str, Any] = {"Software": f"dvp {__version__}"}
+    if dest.suffix.lower() in FLOAT_SUFFIXES:
+        from .colour import convert, srgb_space
+
+        pixels = convert(pixels, srgb_space(), colourspace)
+        meta["oiio:ColorSpace"] = colourspace
+    for k, v in (metadata or {}).items():
+        if isinstance(v, dict) or (
+            isinstance(v, list | tuple) and not all(isinstance(x, int | float) for x in v)
+        ):
+            meta[k] = json.dumps(v, sort_keys=True)
+        else:
+            meta[k] = v
+    if alpha is not None:
+        a = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)[..., None]
+        pixels = np.concatenate([pixels, a], axis=-1)
+    kwargs: dict[str, Any] = {"metadata": meta}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if dest.suffix.lower() == ".exr":
+        kwargs["compression"] = compression
+    return write_image(dest, pixels, **kwargs)
