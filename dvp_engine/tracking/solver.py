@@ -18,9 +18,9 @@ Energy per frame (paper section 4; Thies et al. 2016)::
 * robust l1 by IRLS: each iteration weights the vertex residual by ``1 / max(|r_i|, eps)``;
 * Gauss-Newton with the **explicit** Jacobian: perspective projection, the Euler-rotation derivatives
   (:func:`~dvp_engine.tracking.xp.euler_rotation`), the linear expression/identity/blink bases, the SH and
-  albedo linear parts. The normals' dependence on the parameters is treated as constant within an iteration
-  (as in most GPU face trackers): the shading's derivative with respect to pose and shape is dropped, the
-  image-gradient path is kept. Normal equations ``(J^T W J + D) dx = -(J^T W r + g_reg)`` are assembled by
+  albedo linear parts, and the shading's change under head rotation (camera-frame normals turn with the
+  head: exact). The normals' dependence on the shape parameters (expression, identity, blinks) is treated as
+  constant within an iteration (as in most GPU face trackers): only their image-gradient path is kept. Normal equations ``(J^T W J + D) dx = -(J^T W r + g_reg)`` are assembled by
   matrix products and solved by Cholesky (:func:`~dvp_engine.tracking.xp.cholesky_solve`) with Levenberg
   damping ``D = lambda * diag(J^T W J) + regulariser``; a step is kept per frame only where the energy drops,
   else lambda grows (Levenberg-Marquardt).
@@ -104,6 +104,26 @@ def sh_basis(xp: types.ModuleType, normals: Array) -> Array:
     )
 
 
+def sh_basis_grad(xp: types.ModuleType, normals: Array) -> Array:
+    """Derivatives of :func:`sh_basis` with respect to the normal's components: ``(..., 9, 3)``."""
+    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
+    a0, a1, a2, a3, a4 = SH_CONSTANTS
+    zero = xp.zeros_like(x)
+    one = xp.ones_like(x)
+    rows = [
+        [zero, zero, zero],
+        [zero, a1 * one, zero],
+        [zero, zero, a1 * one],
+        [a1 * one, zero, zero],
+        [a2 * y, a2 * x, zero],
+        [zero, a2 * z, a2 * y],
+        [zero, zero, 6.0 * a3 * z],
+        [a2 * z, zero, a2 * x],
+        [2.0 * a4 * x, -2.0 * a4 * y, zero],
+    ]
+    return xp.stack([xp.stack(r, axis=-1) for r in rows], axis=-2)
+
+
 def ambient_sh(xp: types.ModuleType, level: float = 1.0) -> Array:
     """``(27,)`` SH coefficients of a uniform white light giving shading ``level``."""
     g = xp.zeros(27, dtype=xp.float64)
@@ -122,7 +142,8 @@ class SolverSettings:
         w_photo: photometric term weight (l1 of sRGB colour differences in [0, 1]).
         w_expr, w_id, w_refl: statistical regulariser weights on coefficient / std.
         w_sh: weight pulling the SH coefficients toward uniform ambient light (keeps albedo/light separable).
-        w_blink: small prior pulling blinks toward open.
+        w_blink: tiny prior pulling blinks toward open (kept far below the expression prior so that eyelid
+            closure is explained by the blink dimensions, not by blink-like expression components).
         jaw_weight: landmark weight of the contour points 0-16 (others 1).
         irls_eps: floor of the vertex residual norm in the IRLS weights.
         damping: initial Levenberg lambda (relative to the diagonal of J^T W J).
@@ -137,11 +158,11 @@ class SolverSettings:
 
     w_land: float = 1.0
     w_photo: float = 0.05
-    w_expr: float = 2.0e-4
-    w_id: float = 2.0e-4
-    w_refl: float = 2.0e-4
+    w_expr: float = 5.0e-6
+    w_id: float = 1.0e-5
+    w_refl: float = 1.0e-5
     w_sh: float = 1.0e-4
-    w_blink: float = 1.0e-4
+    w_blink: float = 1.0e-7
     jaw_weight: float = 0.2
     irls_eps: float = 0.02
     damping: float = 1.0e-3
@@ -510,7 +531,16 @@ def linearise(
         j_shared[:, : 2 * nl, ALPHA] = jl[..., N_GEOM:].reshape(b, 2 * nl, 80)
     if do_photo:
         gimg = image_gradient_at(xp, obs, pp)  # (B, M, 3, 2): dI_c / d(x, y)
-        jg = -(gimg @ jpix[:, nl:]) * roww[..., None, None]  # (B, M, 3, n_cols)
+        jg = -(gimg @ jpix[:, nl:])  # (B, M, 3, n_cols)
+        # shading under rotation: camera-frame normals turn with the head, n = R n_model, so
+        # d colour_c / d angle_k = albedo_c * sum_b gamma[b, c] * grad Y_b(n) . (dR_k n_model)   (exact)
+        n_cam = normals[:, m.photo]
+        n_model = xp.einsum("bji,bmj->bmi", rot, n_cam)
+        dn = xp.einsum("bkij,bmj->bmki", dr, n_model)  # (B, M, 3 angles, 3)
+        dy = xp.einsum("bmsj,bmkj->bmks", sh_basis_grad(xp, n_cam), dn)  # (B, M, 3 angles, 9)
+        dshade = xp.einsum("bmks,bsc->bmck", dy, gamma)  # (B, M, 3 colours, 3 angles)
+        jg[..., 0:3] = jg[..., 0:3] + alb[..., None] * dshade
+        jg = jg * roww[..., None, None]
         j_local[:, 2 * nl :, :N_GEOM] = jg[..., :N_GEOM].reshape(b, 3 * mp, N_GEOM)
         # SH: d colour_c / d gamma[3k + c] = albedo_c * Y_k
         eye3 = xp.eye(3)
