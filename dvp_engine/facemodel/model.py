@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -550,7 +551,13 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     ``np.savez_compressed`` stamps each member with the current time, so two writes of the same arrays differ;
     this writer gives byte-identical files for identical arrays. Readable by ``np.load(allow_pickle=False)``.
     """
-    with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_path(path) as tmp:
+        _write_zip(tmp, arrays, path)
+        os.chmod(tmp, 0o644)  # an ordinary readable file, not the temporary file's private mode
+
+
+def _write_zip(tmp: Path, arrays: Mapping[str, np.ndarray], path: str | Path) -> None:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         for name in sorted(arrays):
             a = np.asarray(arrays[name])
             if a.dtype.hasobject:
