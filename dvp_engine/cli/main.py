@@ -30,6 +30,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_info",
     "cmd_convert",
     "cmd_edit",
+    "cmd_track",
 )
 
 

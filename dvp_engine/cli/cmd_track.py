@@ -1,0 +1,94 @@
+"""Track a portrait video with the parametric face model and write a FaceTrack (.npz).
+
+Examples::
+
+    dvp track dvp_engine/data/sample/wda_kh.mp4 -o wda.npz
+    dvp track plate/shot.####.exr -o shot.npz --frames 1001-1100 --device cuda
+    dvp track clip.mov -o clip.npz --smooth --focal 1400
+
+Frames where no face is found (or the fit fails) are flagged with ``track.valid = 0`` and hold the last good
+parameters; the command reports them and exits 0 unless ``--strict`` (then the first bad frame is an error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .common import Progress, UsageError, progress_mode
+from .options import add_device, add_frames, parse_frames, resolve_device
+
+NAME = "track"
+HELP = "fit the face model to every frame of a video or image sequence"
+log = logging.getLogger("dvp")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("source", help="movie file or image-sequence pattern")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output FaceTrack (.npz)")
+    add_frames(p)
+    add_device(p)
+    p.add_argument("--smooth", action="store_true", help="temporal smoothing of the curves (off by default)")
+    p.add_argument("--identity-keyframes", type=int, default=5, help="keyframes for the identity solve (5)")
+    p.add_argument("--focal", type=float, help="focal length in pixels (default: 2 x the larger image side)")
+    p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+
+
+def run(args: argparse.Namespace) -> int:
+    from dvp_engine.core import layout
+    from dvp_engine.core.frames import FrameSet
+    from dvp_engine.tracking.pipeline import track_video
+
+    if args.output.suffix != ".npz":
+        raise UsageError("the output must be a .npz file", path=args.output)
+    if args.output.exists() and not args.overwrite:
+        raise UsageError("output exists; pass --overwrite to replace it", path=args.output)
+    frames = parse_frames(args.frames)
+    device = resolve_device(args.device)
+    mode = progress_mode(args)
+    bars: dict[str, Progress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for b in bars.values():
+                b.close()
+            bar = bars[stage] = Progress(total, stage, mode)
+        bar.step(n=done - bar.done)
+
+    intrinsics = None
+    if args.focal is not None:
+        from dvp_engine.io.video import open_video
+
+        with open_video(args.source) as v:
+            w, h = v.size
+        intrinsics = (args.focal, args.focal, (w - 1) / 2, (h - 1) / 2)
+    try:
+        track = track_video(
+            args.source,
+            frames=list(frames) if frames is not None else None,
+            device=device,
+            smooth=args.smooth,
+            progress=progress,
+            identity_keyframes=args.identity_keyframes,
+            on_bad_frame="error" if args.strict else "flag",
+            intrinsics=intrinsics,
+        )
+    finally:
+        for b in bars.values():
+            b.close()
+    track.save(args.output)
+    lost = track.frames[track.channels[layout.VALID] < 0.5] if layout.VALID in track.channels else []
+    log.info(
+        "wrote %s: %d frames, mean confidence %.3f",
+        args.output,
+        track.n_frames,
+        float(track.channels[layout.CONFIDENCE].mean()) if track.n_frames else 0.0,
+    )
+    if len(lost):
+        log.warning(
+            "face lost on %d frames: %s (flagged track.valid = 0)", len(lost), FrameSet.from_frames(lost)
+        )
+    return 0
