@@ -428,18 +428,16 @@ class Tracker:
                         last_ok = k
                     else:
                         messages[k] = f"fit rejected: landmark error {le[r]:.3f} of the inter-ocular distance"
-            # lost frames hold the last good frame's parameters
-            for k in idx:
-                if not valid[k] and last_ok >= 0 and last_ok < k:
-                    params[k] = params[last_ok]
-                    conf[k] = 0.0
             if progress is not None:
                 progress(j, n)
             i = j
-        # frames before the first good one hold the first good frame's parameters
+        # lost frames hold the last good frame's parameters (frames before the first good one: the first's)
         good = np.flatnonzero(valid)
         if good.size:
-            params[: good[0]] = params[good[0]]
+            src = np.maximum.accumulate(np.where(valid, np.arange(n), -1))
+            src = np.where(src < 0, good[0], src)
+            params = params[src]
+            conf = np.where(valid, conf, 0.0)
         if st.smooth:
             params = smooth_params(params, valid, st.smooth_sigma)
         self.timings["tracking"] += t_track
