@@ -172,6 +172,18 @@ class ImageSequence:
         seq = cls(directory, prefix, padding, suffix, first, last, None)
         return seq if frames is None else seq.with_range(frames)
 
+    @classmethod
+    def find(cls, pattern: str | os.PathLike[str]) -> ImageSequence:
+        """The whole sequence on disk for a pattern or for any one of its files (like fileseq's
+        ``findSequenceOnDisk``): ``find("plate/wda.1042.exr")`` returns all ``plate/wda.####.exr`` frames.
+
+        Raises:
+            ValueError: not a pattern or numbered file name.
+            InputError: the folder does not exist or nothing matches.
+        """
+        seq = cls.parse(pattern)
+        return replace(seq, first=None, last=None, frames=None).scan()
+
     # ------------------------------------------------------------------ rendering
     def name(self, frame: int) -> str:
         """The file name of ``frame`` under the padding rule (``wda.1001.exr``, ``wda.-0005.exr``)."""
@@ -336,8 +348,13 @@ class ImageSequence:
         if self.frames is not None and self.first is not None and self.last is not None:
             full = FrameSet.from_range(self.first, self.last)
             gaps = full - self.frames
-            lines.append(f"  frames: {_compact(self.frames)} ({len(self.frames)} files)")
-            lines.append(f"  missing: {_compact(gaps)} ({len(gaps)} frames)" if gaps else "  missing: none")
+            n, g = len(self.frames), len(gaps)
+            lines.append(f"  frames: {_compact(self.frames)} ({n} file{'s' if n != 1 else ''})")
+            lines.append(
+                f"  missing: {_compact(gaps)} ({g} frame{'s' if g != 1 else ''})"
+                if gaps
+                else "  missing: none"
+            )
         elif self.first is not None:
             lines.append(f"  range: {self.first}-{self.last} (not scanned)")
         else:

@@ -6,8 +6,9 @@ Frame numbering for movies: the first decoded frame is number ``first_frame`` (d
 these numbers.
 
 Seeking (:meth:`Video.read` with a frame range) is accurate: it seeks to the keyframe at or before the first
-wanted frame, decodes forward and drops frames before it, identifying each frame by its timestamp (constant
-frame rate assumed; a stream without timestamps is decoded from the start).
+wanted frame, decodes forward and drops frames before it, identifying each frame by its timestamp relative to
+the first frame's (constant frame rate assumed; a stream without timestamps, or a seek that lands past the
+wanted frame, decodes from the start). Reading from the first frame numbers frames by decode order.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ class Video:
         self.codec = str(stream.codec_context.name)
         self._time_base = Fraction(stream.time_base) if stream.time_base else None
         self._start_pts = int(stream.start_time or 0)
+        self._calibrated = False
         self.n_frames = int(stream.frames or 0) or self._count_frames()
         if self.n_frames <= 0:
             self._container.close()
@@ -140,8 +142,23 @@ class Video:
             return fallback
         return int(round((pts - self._start_pts) * self._time_base * self.rate))
 
+    def _calibrate(self) -> None:
+        """Take the first frame's timestamp as index 0 (containers may offset it from ``start_time``)."""
+        if self._calibrated:
+            return
+        self._calibrated = True
+        self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
+        first = next(self._container.decode(self._stream), None)
+        if first is not None and first.pts is not None:
+            self._start_pts = int(first.pts)
+
     def _decode_from(self, index: int) -> Iterator[tuple[int, Any]]:
-        """Decoded frames ``(0-based index, av.VideoFrame)`` starting at or before ``index``."""
+        """Decoded frames ``(0-based index, av.VideoFrame)`` starting at or before ``index``.
+
+        From the start, frames are numbered by decode count (robust to variable frame rate); after a
+        seek, by timestamp (constant frame rate assumed).
+        """
+        self._calibrate()
         if index > 0 and self._time_base is not None:
             target = self._start_pts + int(math.floor(index / self.rate / self._time_base))
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
@@ -156,7 +173,7 @@ class Video:
         self._container.seek(0, stream=self._stream, backward=True, any_frame=False)
         count = 0
         for fr in self._container.decode(self._stream):
-            yield self._index_of(fr, count), fr
+            yield count, fr
             count += 1
 
     def read(
@@ -275,8 +292,7 @@ def read_frames(
         return _sequence_frames(source, fs, linear)
     p = Path(source)
     if p.suffix.lower() not in MOVIE_SUFFIXES and p.exists():
-        seq = ImageSequence.parse(p)  # a concrete frame of a sequence: read its siblings
-        return _sequence_frames(ImageSequence(seq.directory, seq.prefix, seq.padding, seq.suffix), fs, linear)
+        return _sequence_frames(ImageSequence.find(p), fs, linear)  # a frame of a sequence: read it all
     return _movie_frames(p, fs, first_frame)
 
 

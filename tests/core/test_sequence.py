@@ -124,9 +124,10 @@ def test_scan_missing_and_require(tmp_path: Path) -> None:
     summary = scanned.summary()
     assert "1001-1003,1005,1008-1010" in summary and "1004,1006-1007" in summary
     # a concrete file finds its siblings
-    assert (
-        ImageSequence.parse(tmp_path / "wda.1005.exr").with_range("1000-2000").scan().frames == scanned.frames
-    )
+    assert ImageSequence.find(tmp_path / "wda.1005.exr") == scanned
+    assert ImageSequence.find(tmp_path / "wda.%04d.exr") == scanned
+    assert ImageSequence.parse(tmp_path / "wda.1005.exr").scan().frames == FrameSet([1005])
+    assert ImageSequence.parse(tmp_path / "wda.1005.exr").with_range("1000-2000").scan() == scanned
     # a range restricts the scan
     assert list(seq.with_range("1003-1008").scan().frames or ()) == [1003, 1005, 1008]
     assert [f for f, _ in scanned.paths()] == present

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -107,7 +108,8 @@ def test_read_frames_from_image_sequences(tmp_path: Path) -> None:
     np.testing.assert_allclose(g, 0.5, atol=1 / 255)
 
 
-def test_sample_clip_decode_and_seek(sample_clip: Path) -> None:
+def test_sample_clip_decode_and_seek(sample_clip: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="dvp_engine.io.video")
     with open_video(sample_clip) as v:
         assert (v.n_frames, v.rate, v.size) == (200, Fraction(25), (512, 512))
         sequential = {f: img for f, img in v.read() if 95 <= f <= 112}
@@ -118,6 +120,7 @@ def test_sample_clip_decode_and_seek(sample_clip: Path) -> None:
             assert img.shape == (512, 512, 3) and img.dtype == np.uint8
             np.testing.assert_array_equal(img, sequential[f])
         assert not np.array_equal(sequential[101], sequential[110])
+        assert "overshot" not in caplog.text  # the seek really seeked, no fallback to the start
         last = list(v.read("199-200"))
         assert [f for f, _ in last] == [199, 200]
     (f, first), *_ = list(read_frames(sample_clip, "1"))
