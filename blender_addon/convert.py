@@ -1,0 +1,147 @@
+"""Conventions between the engine (OpenCV camera frame) and Blender. numpy only, no bpy.
+
+Engine (see docs/conventions.md): a model point maps into the OpenCV camera frame (x right, y down,
+z forward) as ``X_cv = R @ X_model + t`` with ``R = Rz(rz) @ Ry(ry) @ Rx(rx)`` (degrees in channels).
+
+Blender's camera looks down its local -Z with +Y up and +X right, so the OpenCV camera frame maps to
+the Blender camera's local frame by ``C = diag(1, -1, -1)`` (its own inverse, determinant +1)::
+
+    X_bl = C @ X_cv
+
+The head Empty is parented to the camera and its local axes are the *model* axes expressed the Blender
+way, ``X_model_bl = C @ X_model`` (x = image right, y = up, z = out of the face toward the camera), so
+the Empty's transform relative to the camera is::
+
+    R_bl = C @ R @ C        t_bl = C @ t
+
+Because ``C Rz(a) C = Rz(-a)``, ``C Ry(b) C = Ry(-b)`` and ``C Rx(c) C = Rx(c)``, and Blender's ``XYZ`` Euler
+mode also composes ``Rz @ Ry @ Rx``, the Empty's keyed Euler angles are simply::
+
+    rotation_euler = (rx, -ry, -rz)  (radians)      location = (tx, -ty, -tz)  (metres)
+
+Export goes the other way from the evaluated matrices (so constraints, drivers and parenting are baked).
+
+Intrinsics: with ``sensor_fit = 'HORIZONTAL'`` and ``sensor_width`` S mm, ``lens = fx * S / width``. The
+principal point becomes the lens shift, in units of the image width (Blender's horizontal view factor)::
+
+    shift_x = (width / 2 - (cx + 0.5)) / width
+    shift_y = ((cy + 0.5) - height / 2) / width
+
+The ``+ 0.5`` is because the engine puts pixel (0, 0)'s centre at coordinate 0 while Blender's raster starts
+at the pixel's edge; the ``y`` sign because Blender's raster y points up. Non-square pixels
+(``fx != fy``) are expressed with ``pixel_aspect_y / pixel_aspect_x = fx / fy``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from .core import rotation
+
+#: OpenCV camera frame -> Blender camera frame (and back: it is its own inverse).
+CV_TO_BLENDER = np.diag([1.0, -1.0, -1.0])
+
+DEFAULT_SENSOR_WIDTH_MM = 36.0
+
+
+def pose_to_blender(
+    rot_deg: npt.ArrayLike, trans_m: npt.ArrayLike
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Engine head pose channels to the head Empty's local transform under the camera.
+
+    Args:
+        rot_deg: ``(F, 3)`` ``head.rx head.ry head.rz`` in degrees.
+        trans_m: ``(F, 3)`` ``head.tx head.ty head.tz`` in metres (OpenCV camera frame).
+
+    Returns:
+        ``(euler_rad (F, 3), location (F, 3))``: Blender ``XYZ`` Euler angles in radians and location in
+        metres, in the camera's local frame.
+    """
+    r = np.deg2rad(np.asarray(rot_deg, dtype=np.float64).reshape(-1, 3))
+    t = np.asarray(trans_m, dtype=np.float64).reshape(-1, 3)
+    sign = np.array([1.0, -1.0, -1.0])
+    return r * sign, t * sign
+
+
+def matrices_to_pose(
+    rel: npt.ArrayLike,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """The Empty's 4x4 matrices relative to the camera back to engine channels.
+
+    Args:
+        rel: ``(F, 4, 4)`` ``inverse(camera.matrix_world) @ empty.matrix_world`` (scale is removed).
+
+    Returns:
+        ``(rot_deg (F, 3), trans_m (F, 3))``: ``head.rx..rz`` in degrees, unwrapped over frames so a
+        continuous turn past 180 degrees stays continuous, and ``head.tx..tz`` in metres.
+    """
+    m = np.asarray(rel, dtype=np.float64).reshape(-1, 4, 4)
+    lin = m[:, :3, :3]
+    scale = np.linalg.norm(lin, axis=1, keepdims=True)
+    rot_bl = lin / np.where(scale > 0, scale, 1.0)
+    c = CV_TO_BLENDER
+    rot_cv = c @ rot_bl @ c
+    t_cv = m[:, :3, 3] @ c
+    eul = rotation.matrix_to_euler(rot_cv, degrees=True)
+    if len(eul) > 1:
+        eul = np.rad2deg(np.unwrap(np.deg2rad(eul), axis=0))
+    return eul, t_cv
+
+
+@dataclass(frozen=True)
+class CameraParams:
+    """Blender camera and render settings equivalent to pinhole intrinsics."""
+
+    lens_mm: float
+    sensor_width_mm: float
+    shift_x: float
+    shift_y: float
+    resolution_x: int
+    resolution_y: int
+    pixel_aspect_x: float
+    pixel_aspect_y: float
+
+
+def intrinsics_to_camera(
+    intrinsics: tuple[float, float, float, float],
+    width: int,
+    height: int,
+    sensor_width_mm: float = DEFAULT_SENSOR_WIDTH_MM,
+) -> CameraParams:
+    """Blender camera settings (``sensor_fit='HORIZONTAL'``) for OpenCV intrinsics ``(fx, fy, cx, cy)``."""
+    fx, fy, cx, cy = (float(v) for v in intrinsics)
+    if fx <= 0 or fy <= 0:
+        raise ValueError(f"focal lengths must be positive, got fx={fx} fy={fy}")
+    asp_x, asp_y = (1.0, fx / fy) if fx >= fy else (fy / fx, 1.0)
+    return CameraParams(
+        lens_mm=fx * sensor_width_mm / width,
+        sensor_width_mm=sensor_width_mm,
+        shift_x=(width / 2.0 - (cx + 0.5)) / width,
+        shift_y=((cy + 0.5) - height / 2.0) / width,
+        resolution_x=int(width),
+        resolution_y=int(height),
+        pixel_aspect_x=asp_x,
+        pixel_aspect_y=asp_y,
+    )
+
+
+def camera_to_intrinsics(params: CameraParams) -> tuple[float, float, float, float]:
+    """Inverse of :func:`intrinsics_to_camera`: ``(fx, fy, cx, cy)`` in pixels."""
+    w, h = params.resolution_x, params.resolution_y
+    fx = params.lens_mm * w / params.sensor_width_mm
+    fy = fx * params.pixel_aspect_x / params.pixel_aspect_y
+    cx = w / 2.0 - params.shift_x * w - 0.5
+    cy = params.shift_y * w + h / 2.0 - 0.5
+    return fx, fy, cx, cy
+
+
+def project_pinhole(
+    points_cv: npt.ArrayLike, intrinsics: tuple[float, float, float, float]
+) -> npt.NDArray[np.float64]:
+    """Engine pinhole projection ``u = fx X/Z + cx, v = fy Y/Z + cy``: ``(N, 3)`` -> ``(N, 2)`` pixels."""
+    p = np.asarray(points_cv, dtype=np.float64).reshape(-1, 3)
+    fx, fy, cx, cy = intrinsics
+    return np.stack([fx * p[:, 0] / p[:, 2] + cx, fy * p[:, 1] / p[:, 2] + cy], axis=1)

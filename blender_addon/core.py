@@ -1,0 +1,56 @@
+"""Where the add-on finds ``dvp_engine.core`` (numpy + stdlib only).
+
+The extension zip built by ``tools/build_blender_addon.py`` carries a copy of ``dvp_engine/core`` as the
+subpackage ``dvp_core`` beside this file; it is imported relatively so two installed versions never clash.
+Running from a source checkout (tests, development) there is no vendored copy and an importable
+``dvp_engine`` (``PYTHONPATH`` or an installed package) is used instead. This module does not import bpy.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+try:  # the vendored copy inside the extension zip
+    from . import dvp_core as _core
+except ImportError:  # a source checkout or an installed dvp_engine
+    try:
+        import dvp_engine.core as _core
+    except ImportError as exc:  # pragma: no cover - only when the zip was built wrongly
+        raise ImportError(
+            "the DVP add-on cannot find dvp_engine.core: rebuild the zip with tools/build_blender_addon.py "
+            "or put the dvp repository on PYTHONPATH"
+        ) from exc
+
+core: ModuleType = _core
+from_vendored: bool = _core.__name__.startswith(__package__ or "~")
+
+FaceTrack = _core.FaceTrack
+CurveSet = _core.CurveSet
+Curve = _core.Curve
+Key = _core.Key
+DvpError = _core.DvpError
+SchemaError = _core.SchemaError
+InputError = _core.InputError
+apply_curves = _core.apply_curves
+layout = _core.layout
+
+from importlib import import_module  # noqa: E402
+
+rotation = import_module(_core.__name__ + ".rotation")
+curves = import_module(_core.__name__ + ".curves")
+
+__all__ = [
+    "Curve",
+    "CurveSet",
+    "DvpError",
+    "FaceTrack",
+    "InputError",
+    "Key",
+    "SchemaError",
+    "apply_curves",
+    "core",
+    "curves",
+    "from_vendored",
+    "layout",
+    "rotation",
+]

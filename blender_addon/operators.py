@@ -1,0 +1,238 @@
+"""Operators: Import Track, Export Curves and Render (modal, out of process through ``dvp``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
+
+from . import runner, scene_io
+from .core import DvpError, FaceTrack
+from .properties import dvp_setting
+
+
+class DVP_OT_import_track(bpy.types.Operator, ImportHelper):
+    """Import a dvp face track (.npz): a camera matching its intrinsics and a keyed head Empty"""
+
+    bl_idname = "dvp.import_track"
+    bl_label = "Import Track"
+    bl_options = {"REGISTER", "UNDO"}
+
+    filename_ext = ".npz"
+    filter_glob: StringProperty(default="*.npz", options={"HIDDEN"})  # type: ignore[valid-type]
+    plate: StringProperty(  # type: ignore[valid-type]
+        name="Plate",
+        description="Optional footage shown behind the camera: a movie or the first file of an image sequence",
+        subtype="FILE_PATH",
+        default="",
+    )
+    set_range: BoolProperty(  # type: ignore[valid-type]
+        name="Set frame range", description="Set the scene's frame range to the track's", default=True
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        path = Path(bpy.path.abspath(self.filepath))
+        try:
+            track = FaceTrack.load(path)
+            plate = Path(bpy.path.abspath(self.plate)) if self.plate else None
+            head, _camera = scene_io.import_track(context, track, path, plate, self.set_range)
+        except DvpError as exc:
+            self.report({"ERROR"}, f"Import Track: {exc}")
+            return {"CANCELLED"}
+        for obj in context.view_layer.objects:
+            obj.select_set(False)
+        head.select_set(True)
+        context.view_layer.objects.active = head
+        self.report({"INFO"}, f"Imported {track.n_frames} frames from {path.name}")
+        return {"FINISHED"}
+
+
+class DVP_OT_export_curves(bpy.types.Operator, ExportHelper):
+    """Evaluate the head at every output frame (NLA, modifiers, drivers baked) and write a
+    dvp curve file (.json) or an edited track (.npz)"""
+
+    bl_idname = "dvp.export_curves"
+    bl_label = "Export Curves"
+    bl_options = {"REGISTER"}
+
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json;*.npz", options={"HIDDEN"})  # type: ignore[valid-type]
+    check_extension = False
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            head = scene_io.find_head(context)
+            dest, n = scene_io.export(context, bpy.path.abspath(self.filepath), head)
+        except DvpError as exc:
+            self.report({"ERROR"}, f"Export Curves: {exc}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Exported {n} frames of {head.name} to {dest}")
+        return {"FINISHED"}
+
+
+@dataclass
+class RenderJob:
+    """Everything one render needs: the command line, where frames go and how to load them back."""
+
+    command: list[str]
+    pattern: str
+    first: int
+    last: int
+    step: int
+    track_path: Path
+
+    @classmethod
+    def prepare(cls, context: bpy.types.Context) -> RenderJob:
+        """Check settings, export the edited head to a track beside the output and build the command.
+
+        Raises:
+            runner.DvpNotFound: no ``dvp`` executable.
+            DvpError: missing model/output settings, no head Empty, unwritable folder.
+        """
+        settings = context.scene.dvp
+        dvp = runner.find_dvp(dvp_setting(context))
+        if not settings.model:
+            raise DvpError("set the model folder in the DVP panel (3D View sidebar > DVP)")
+        model = bpy.path.abspath(settings.model)
+        pattern = bpy.path.abspath(settings.output)
+        if pattern.startswith("//"):
+            raise DvpError("save the .blend first or give an absolute output path (it starts with //)")
+        if "#" not in Path(pattern).name:
+            raise DvpError(f"the output needs #### for the frame number, got {pattern!r}")
+        out_dir = Path(pattern).parent
+        out_dir.mkdir(parents=True, exist_ok=True)
+        head = scene_io.find_head(context)
+        track_path = out_dir / "dvp_edited_track.npz"
+        scene_io.export(context, track_path, head)
+        scene = context.scene
+        first, last, step = scene.frame_start, scene.frame_end, max(1, scene.frame_step)
+        frames = f"{first}-{last}" + (f"x{step}" if step > 1 else "")
+        command = runner.render_command(dvp, settings.mode, model, str(track_path), pattern, frames)
+        return cls(command, pattern, first, last, step, track_path)
+
+    @property
+    def total(self) -> int:
+        """Number of frames to render."""
+        return len(range(self.first, self.last + 1, self.step))
+
+    def written(self) -> list[Path]:
+        """Output frames on disk now."""
+        return runner.sequence_files(self.pattern, self.first, self.last)
+
+    def finish(self, context: bpy.types.Context, result: runner.RunResult) -> tuple[str, str]:
+        """Report level and message; loads the frames into Blender on success."""
+        files = self.written()
+        if not result.ok:
+            return "ERROR" if not result.cancelled else "WARNING", (
+                f"{result.message()} ({len(files)} frame(s) on disk in {Path(self.pattern).parent})"
+            )
+        if files:
+            load_frames(context, files, self.first)
+        return "INFO", f"{result.message()}: {len(files)} frame(s) in {Path(self.pattern).parent}"
+
+
+def load_frames(context: bpy.types.Context, files: list[Path], first_frame: int) -> None:
+    """Load a rendered EXR sequence as a Video Sequencer image strip or as an image (scene setting)."""
+    how = context.scene.dvp.load_result
+    if how == "SEQUENCER":
+        se = context.scene.sequence_editor or context.scene.sequence_editor_create()
+        channel = 1 + max((s.channel for s in se.strips), default=0)
+        strip = se.strips.new_image(
+            name="DVP render", filepath=str(files[0]), channel=channel, frame_start=first_frame
+        )
+        for f in files[1:]:
+            strip.elements.append(f.name)
+    elif how == "IMAGE":
+        img = bpy.data.images.load(str(files[0]), check_existing=False)
+        img.source = "SEQUENCE"
+        img.name = "DVP render"
+
+
+def run_job_blocking(context: bpy.types.Context, job: RenderJob) -> tuple[str, str]:
+    """Run a prepared job to completion (no UI); the operator's ``execute`` and tests use it."""
+    result = runner.run_dvp(job.command)
+    return job.finish(context, result)
+
+
+class DVP_OT_render(bpy.types.Operator):
+    """Render the scene's frame range through dvp out of process (Esc cancels; frames written are kept)"""
+
+    bl_idname = "dvp.render"
+    bl_label = "Render with dvp"
+    bl_options = {"REGISTER"}
+
+    _job: RenderJob | None = None
+    _proc: runner.DvpProcess | None = None
+    _timer: bpy.types.Timer | None = None
+
+    def _prepare(self, context: bpy.types.Context) -> RenderJob | None:
+        try:
+            return RenderJob.prepare(context)
+        except (DvpError, runner.DvpNotFound, OSError) as exc:
+            self.report({"ERROR"}, f"Render: {exc}")
+            return None
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        job = self._prepare(context)
+        if job is None:
+            return {"CANCELLED"}
+        level, message = run_job_blocking(context, job)
+        self.report({level}, message)
+        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+    def invoke(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        if bpy.app.background:
+            return self.execute(context)
+        job = self._prepare(context)
+        if job is None:
+            return {"CANCELLED"}
+        try:
+            self._proc = runner.DvpProcess(job.command)
+        except OSError as exc:
+            self.report({"ERROR"}, f"Render: cannot start {job.command[0]}: {exc}")
+            return {"CANCELLED"}
+        self._job = job
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.2, window=context.window)
+        wm.progress_begin(0, job.total)
+        context.workspace.status_text_set(f"dvp {context.scene.dvp.mode}: starting (Esc to cancel)")
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+
+    def modal(self, context: bpy.types.Context, event: bpy.types.Event) -> set[str]:
+        proc, job = self._proc, self._job
+        assert proc is not None and job is not None
+        if event.type == "ESC":
+            proc.cancel()
+            self._end(context)
+            level, message = job.finish(context, proc.result)
+            self.report({level}, message)
+            return {"CANCELLED"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        for ev in proc.poll():
+            if isinstance(ev, runner.Progress):
+                context.window_manager.progress_update(ev.done)
+                context.workspace.status_text_set(
+                    f"dvp {context.scene.dvp.mode}: {ev.done}/{ev.total} frame {ev.frame} (Esc to cancel)"
+                )
+        if not proc.finished:
+            return {"RUNNING_MODAL"}
+        self._end(context)
+        level, message = job.finish(context, proc.result)
+        self.report({level}, message)
+        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+
+classes = (DVP_OT_import_track, DVP_OT_export_curves, DVP_OT_render)

@@ -1,0 +1,258 @@
+"""Run the ``dvp`` command out of process and follow its progress. stdlib only, no bpy.
+
+``dvp`` prints machine-readable lines on stderr (``--progress lines``)::
+
+    dvp: progress <done>/<total> frame <N>
+    dvp: error: <path>: frame <N>: <message>
+
+and exits 0 (success), 1 (failure) or 2 (usage error). :class:`DvpProcess` starts the command, reads stderr
+on a thread and hands parsed events to the caller's :meth:`DvpProcess.poll` (the modal operator calls it
+from a timer); :func:`run_dvp` is the blocking form used by scripts, background mode and tests.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_VAR = "DVP_EXECUTABLE"
+
+_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?\s*$")
+_ERROR = re.compile(r"^dvp: error: (.*)$")
+_FRAME_IN_ERROR = re.compile(r"(?:^|: )frame (-?\d+): ")
+
+
+class DvpNotFound(RuntimeError):
+    """The ``dvp`` executable could not be found (message says where it was looked for)."""
+
+
+def find_dvp(setting: str = "", environ: dict[str, str] | None = None) -> str:
+    """Resolve the ``dvp`` executable: the add-on setting, then ``$DVP_EXECUTABLE``, then ``PATH``.
+
+    Raises:
+        DvpNotFound: naming every place looked at.
+    """
+    env = os.environ if environ is None else environ
+    tried: list[str] = []
+    for label, value in (("the DVP add-on setting", setting), (f"${ENV_VAR}", env.get(ENV_VAR, ""))):
+        if value:
+            path = Path(os.path.expanduser(value))
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+            tried.append(f"{label} ({value}: not an executable file)")
+        else:
+            tried.append(f"{label} (not set)")
+    found = shutil.which("dvp", path=env.get("PATH"))
+    if found:
+        return found
+    tried.append("PATH (no 'dvp' found)")
+    raise DvpNotFound(
+        "dvp executable not found; looked at " + ", ".join(tried) + ". Set the path in the DVP panel "
+        "(3D View sidebar > DVP) or in Preferences > Add-ons > DVP, or set $" + ENV_VAR + "."
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps finished, the last at ``frame``."""
+
+    done: int
+    total: int
+    frame: int | None
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """A ``dvp: error:`` line; ``frame`` parsed from it where present."""
+
+    message: str
+    frame: int | None
+
+
+def parse_line(line: str) -> Progress | ErrorLine | None:
+    """Parse one stderr line of ``dvp``: a :class:`Progress`, an :class:`ErrorLine` or ``None``."""
+    line = line.rstrip("\r\n")
+    m = _PROGRESS.match(line)
+    if m:
+        return Progress(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
+    m = _ERROR.match(line)
+    if m:
+        f = _FRAME_IN_ERROR.search(m.group(1))
+        return ErrorLine(m.group(1), None if f is None else int(f.group(1)))
+    return None
+
+
+@dataclass
+class RunResult:
+    """Outcome of a ``dvp`` run."""
+
+    returncode: int | None
+    cancelled: bool = False
+    last_progress: Progress | None = None
+    errors: list[ErrorLine] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when ``dvp`` exited 0 and was not cancelled."""
+        return self.returncode == 0 and not self.cancelled
+
+    @property
+    def failed_frame(self) -> int | None:
+        """The frame named by the last error line, if any."""
+        for err in reversed(self.errors):
+            if err.frame is not None:
+                return err.frame
+        return None
+
+    def message(self) -> str:
+        """A one-line summary for the user."""
+        if self.cancelled:
+            done = self.last_progress.done if self.last_progress else 0
+            return f"dvp cancelled after {done} frame(s); frames already written are kept"
+        if self.ok:
+            n = self.last_progress.done if self.last_progress else 0
+            return f"dvp finished ({n} frame(s))"
+        where = f" at frame {self.failed_frame}" if self.failed_frame is not None else ""
+        detail = self.errors[-1].message if self.errors else (self.log[-1] if self.log else "no output")
+        kind = "usage error" if self.returncode == 2 else "failed"
+        return f"dvp {kind}{where} (exit {self.returncode}): {detail}; frames already written are kept"
+
+
+class DvpProcess:
+    """A running ``dvp`` command whose stderr is read on a thread; poll it from the UI thread."""
+
+    def __init__(self, command: Sequence[str], cwd: str | None = None) -> None:
+        self.command = list(command)
+        env = dict(os.environ)
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        self._proc = subprocess.Popen(
+            self.command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            errors="replace",
+            env=env,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self._eof = False
+        self.result = RunResult(returncode=None)
+
+    def _read(self) -> None:
+        assert self._proc.stderr is not None
+        for line in self._proc.stderr:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def poll(self) -> list[Progress | ErrorLine]:
+        """Events since the last call (non-blocking); sets ``result.returncode`` once ``dvp`` has exited."""
+        events: list[Progress | ErrorLine] = []
+        while True:
+            try:
+                line = self._lines.get_nowait()
+            except queue.Empty:
+                break
+            if line is None:
+                self._eof = True
+                break
+            self.result.log.append(line.rstrip("\n"))
+            ev = parse_line(line)
+            if isinstance(ev, Progress):
+                self.result.last_progress = ev
+            elif isinstance(ev, ErrorLine):
+                self.result.errors.append(ev)
+            if ev is not None:
+                events.append(ev)
+        if self._eof and self.result.returncode is None:
+            self.result.returncode = self._proc.wait()
+        return events
+
+    @property
+    def finished(self) -> bool:
+        """True once the process has exited and all its output was read."""
+        return self.result.returncode is not None
+
+    def cancel(self, timeout: float = 5.0) -> None:
+        """Stop ``dvp`` (terminate, then kill after ``timeout`` seconds); frames written stay on disk."""
+        self.result.cancelled = True
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._reader.join(timeout)
+        self.poll()
+        if self.result.returncode is None:
+            self.result.returncode = self._proc.returncode
+
+
+def run_dvp(
+    command: Sequence[str],
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    cwd: str | None = None,
+    interval: float = 0.05,
+) -> RunResult:
+    """Run ``dvp`` to completion (blocking), calling ``on_progress`` per progress line."""
+    proc = DvpProcess(command, cwd=cwd)
+    while True:
+        for ev in proc.poll():
+            if isinstance(ev, Progress) and on_progress is not None:
+                on_progress(ev)
+        if proc.finished:
+            return proc.result
+        if should_cancel is not None and should_cancel():
+            proc.cancel()
+            return proc.result
+        time.sleep(interval)
+
+
+def render_command(
+    dvp: str,
+    mode: str,
+    model: str,
+    track: str,
+    output: str,
+    frames: str | None = None,
+    curves: str | None = None,
+) -> list[str]:
+    """The ``dvp render|reenact --model DIR --track T -o OUT [--frames R] [--curves C]`` command line."""
+    if mode not in ("render", "reenact"):
+        raise ValueError(f"mode must be 'render' or 'reenact', got {mode!r}")
+    cmd = [dvp, mode, "--model", model, "--track", track, "-o", output]
+    if frames:
+        cmd += ["--frames", frames]
+    if curves:
+        cmd += ["--curves", curves]
+    cmd += ["--progress", "lines"]
+    return cmd
+
+
+def sequence_files(pattern: str, first: int, last: int) -> list[Path]:
+    """The existing files of a ``name.####.exr`` pattern (one ``#`` per digit) between two frames."""
+    m = re.search(r"#+", pattern)
+    if m is None:
+        raise ValueError(f"output pattern needs #### for the frame number, got {pattern!r}")
+    width = len(m.group(0))
+    out = []
+    for f in range(first, last + 1):
+        sign = "-" if f < 0 else ""
+        p = Path(pattern[: m.start()] + sign + str(abs(f)).zfill(width) + pattern[m.end() :])
+        if p.is_file():
+            out.append(p)
+    return out

@@ -1,0 +1,338 @@
+"""Track <-> Blender scene: Import Track builds the camera and head Empty; export evaluates them back.
+
+Host logic used by the operators (and directly by tests). Conventions are in :mod:`.convert`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import bpy
+import numpy as np
+import numpy.typing as npt
+from mathutils import Matrix
+
+from . import convert, keyframes
+from .core import Curve, CurveSet, FaceTrack, InputError, Key, apply_curves, curves, layout
+
+HEAD_MARK = "dvp_head"
+"""Custom property marking the head Empty (its value is the source track's path)."""
+CHANNELS_PROP = "dvp_channels"
+"""Custom property on the head Empty listing the keyed channel names (comma separated)."""
+ACTION_NAME = "DVP head"
+CAMERA_NAME = "DVP Camera"
+HEAD_NAME = "DVP Head"
+MOVIE_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mxf", ".m4v"}
+
+_DESCRIPTIONS = {
+    "gaze.left.x": "actor's left eye yaw, degrees (+ looks toward image right)",
+    "gaze.left.y": "actor's left eye pitch, degrees (+ looks down)",
+    "gaze.right.x": "actor's right eye yaw, degrees",
+    "gaze.right.y": "actor's right eye pitch, degrees",
+    "blink.left": "actor's left eyelid closure, 0 open .. 1 closed",
+    "blink.right": "actor's right eyelid closure, 0 open .. 1 closed",
+    layout.CONFIDENCE: "tracking confidence 0..1 (informational)",
+    layout.VALID: "1 where the face was tracked, 0 where it was lost",
+}
+
+
+class HeadNotFound(InputError):
+    """No (unique) head Empty to export."""
+
+
+# ---------------------------------------------------------------------------------------------- import
+def _group_of(name: str) -> str:
+    if name.startswith("face."):
+        return "controls"
+    for group, names in layout.CHANNEL_GROUPS.items():
+        if name in names:
+            return group
+    return "other"
+
+
+def prop_channels(track: FaceTrack) -> dict[str, npt.NDArray[np.float32]]:
+    """Channels that become custom properties: everything but ``head.*``, plus named ``face.*`` controls."""
+    out = {k: v for k, v in track.channels.items() if not k.startswith("head.")}
+    for name in curves.control_directions(track):
+        out[name] = curves.control_values(track, name).astype(np.float32)
+    return out
+
+
+def setup_camera(
+    scene: bpy.types.Scene, track: FaceTrack, camera: bpy.types.Object | None = None
+) -> bpy.types.Object:
+    """A camera (new or given) matching the track's intrinsics; sets the scene's resolution and rate.
+
+    The camera sits at the world origin looking along +Y with +Z up (rotation X 90 degrees), so the head
+    appears in front of it in Blender's usual front view.
+    """
+    params = convert.intrinsics_to_camera(track.intrinsics, track.width, track.height)
+    if camera is None:
+        cam_data = bpy.data.cameras.new(CAMERA_NAME)
+        camera = bpy.data.objects.new(CAMERA_NAME, cam_data)
+        scene.collection.objects.link(camera)
+        camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
+    cam = camera.data
+    cam.type = "PERSP"
+    cam.sensor_fit = "HORIZONTAL"
+    cam.sensor_width = params.sensor_width_mm
+    cam.lens_unit = "MILLIMETERS"
+    cam.lens = params.lens_mm
+    cam.shift_x = params.shift_x
+    cam.shift_y = params.shift_y
+    cam.clip_start = 0.01
+    cam.clip_end = 100.0
+    r = scene.render
+    r.resolution_x = params.resolution_x
+    r.resolution_y = params.resolution_y
+    r.resolution_percentage = 100
+    r.pixel_aspect_x = params.pixel_aspect_x
+    r.pixel_aspect_y = params.pixel_aspect_y
+    rate = Fraction(track.rate)
+    r.fps = rate.numerator
+    r.fps_base = float(rate.denominator)
+    scene.camera = camera
+    return camera
+
+
+def import_track(
+    context: bpy.types.Context,
+    track: FaceTrack,
+    source: str | Path = "",
+    plate: str | Path | None = None,
+    set_range: bool = True,
+) -> tuple[bpy.types.Object, bpy.types.Object]:
+    """Build the camera and the keyed head Empty for ``track``; returns ``(head, camera)``.
+
+    The Empty is parented to the camera; ``location``/``rotation_euler`` hold the head pose converted by
+    :func:`convert.pose_to_blender`; custom properties hold gaze, blinks, expression, light, named
+    controls and the ``track.*`` channels, all keyed exactly at the tracked frames (linear interpolation).
+    """
+    scene = context.scene
+    camera = setup_camera(scene, track)
+    head = bpy.data.objects.new(HEAD_NAME, None)
+    head.empty_display_type = "ARROWS"
+    head.empty_display_size = 0.1
+    scene.collection.objects.link(head)
+    head.parent = camera
+    head.matrix_parent_inverse = Matrix.Identity(4)
+    head.rotation_mode = "XYZ"
+    head[HEAD_MARK] = str(source)
+
+    frames = track.frames.astype(np.float64)
+    props = prop_channels(track)
+    head[CHANNELS_PROP] = ",".join(props)
+    keyframes.ensure_custom_props(head, props, _DESCRIPTIONS)
+    bag = keyframes.ensure_channelbag(head, ACTION_NAME)
+    zeros = np.zeros(track.n_frames, np.float32)
+    rot = np.stack([track.channels.get(c, zeros) for c in layout.HEAD_ROTATION], axis=1)
+    trans = np.stack([track.channels.get(c, zeros) for c in layout.HEAD_TRANSLATION], axis=1)
+    euler, loc = convert.pose_to_blender(rot, trans)
+    for i in range(3):
+        keyframes.key_fcurve(bag, "rotation_euler", i, frames, euler[:, i], group="head.rotate")
+        keyframes.key_fcurve(bag, "location", i, frames, loc[:, i], group="head.translate")
+    for name, values in props.items():
+        interp = "CONSTANT" if name == layout.VALID else "LINEAR"
+        keyframes.key_fcurve(
+            bag, keyframes.prop_path(name), 0, frames, values, group=_group_of(name), interpolation=interp
+        )
+    if set_range and track.n_frames:
+        scene.frame_start = int(track.frames[0])
+        scene.frame_end = int(track.frames[-1])
+        scene.frame_set(int(track.frames[0]))
+    if plate:
+        add_plate(camera, Path(plate), int(track.frames[0]) if track.n_frames else 1)
+    return head, camera
+
+
+def add_plate(camera: bpy.types.Object, plate: Path, first_frame: int) -> None:
+    """Show the footage behind the camera view: a movie clip, or an image sequence from its first file."""
+    if not plate.is_file():
+        raise InputError("plate not found", path=plate)
+    cam = camera.data
+    cam.show_background_images = True
+    bg = cam.background_images.new()
+    if plate.suffix.lower() in MOVIE_EXTENSIONS:
+        clip = bpy.data.movieclips.load(str(plate))
+        clip.frame_start = first_frame
+        bg.source = "MOVIE_CLIP"
+        bg.clip = clip
+        return
+    img = bpy.data.images.load(str(plate), check_existing=True)
+    m = re.search(r"(\d+)(\.[^.]+)$", plate.name)
+    if m:
+        img.source = "SEQUENCE"
+        siblings = sorted(plate.parent.glob(plate.name[: m.start(1)] + "*" + m.group(2)))
+        bg.image_user.frame_duration = max(1, len(siblings))
+        bg.image_user.frame_start = first_frame
+        bg.image_user.frame_offset = int(m.group(1)) - 1
+        bg.image_user.use_auto_refresh = True
+    bg.source = "IMAGE"
+    bg.image = img
+
+
+# ---------------------------------------------------------------------------------------------- export
+def find_head(context: bpy.types.Context) -> bpy.types.Object:
+    """The head Empty: the active object (or its ancestor) if it is one, else the only one in the scene."""
+    obj = context.active_object
+    while obj is not None:
+        if HEAD_MARK in obj.keys():
+            return obj
+        obj = obj.parent
+    heads = [o for o in context.scene.objects if HEAD_MARK in o.keys()]
+    if len(heads) == 1:
+        return heads[0]
+    if not heads:
+        raise HeadNotFound(
+            "no DVP head Empty in this scene: run Import Track first (3D View sidebar > DVP), or select "
+            f"the Empty it created ('{HEAD_NAME}', which has the '{HEAD_MARK}' custom property)"
+        )
+    names = ", ".join(sorted(o.name for o in heads))
+    raise HeadNotFound(f"several DVP head Empties ({names}): select the one to export and try again")
+
+
+def reference_camera(context: bpy.types.Context, head: bpy.types.Object) -> bpy.types.Object:
+    """The camera the head is tracked against: its parent camera, else the scene camera."""
+    obj = head.parent
+    while obj is not None:
+        if obj.type == "CAMERA":
+            return obj
+        obj = obj.parent
+    if context.scene.camera is not None:
+        return context.scene.camera
+    raise HeadNotFound(f"{head.name}: no camera to export against (parent it to the DVP Camera)")
+
+
+def output_frames(scene: bpy.types.Scene) -> npt.NDArray[np.int64]:
+    """The scene's output frames ``frame_start..frame_end`` step ``frame_step``."""
+    return np.arange(scene.frame_start, scene.frame_end + 1, max(1, scene.frame_step), dtype=np.int64)
+
+
+def evaluate_head(
+    context: bpy.types.Context, head: bpy.types.Object, frames: npt.ArrayLike
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Channels of the evaluated scene at each frame (NLA, modifiers, drivers, constraints baked).
+
+    Returns channel name -> ``(F,)`` values in engine units: the head pose from the Empty's evaluated
+    matrix relative to the camera, every other channel from the evaluated custom properties.
+    """
+    scene = context.scene
+    camera = reference_camera(context, head)
+    names = [n for n in str(head.get(CHANNELS_PROP, "")).split(",") if n]
+    fr = np.asarray(frames, dtype=np.int64).reshape(-1)
+    rel = np.empty((len(fr), 4, 4))
+    values = np.empty((len(fr), len(names)), dtype=np.float64)
+    current = scene.frame_current
+    try:
+        for i, f in enumerate(fr):
+            scene.frame_set(int(f))
+            dg = context.evaluated_depsgraph_get()
+            h = head.evaluated_get(dg)
+            c = camera.evaluated_get(dg)
+            rel[i] = np.array(c.matrix_world.inverted_safe() @ h.matrix_world)
+            for j, n in enumerate(names):
+                values[i, j] = float(h.get(n, 0.0))
+    finally:
+        scene.frame_set(current)
+    rot, trans = convert.matrices_to_pose(rel)
+    out: dict[str, npt.NDArray[np.float32]] = {}
+    for k, name in enumerate(layout.HEAD_ROTATION):
+        out[name] = rot[:, k].astype(np.float32)
+    for k, name in enumerate(layout.HEAD_TRANSLATION):
+        out[name] = trans[:, k].astype(np.float32)
+    for j, n in enumerate(names):
+        col = values[:, j]
+        if n == layout.VALID:
+            col = (col >= 0.5).astype(np.float64)
+        out[n] = col.astype(np.float32)
+    return out
+
+
+def scene_intrinsics(
+    scene: bpy.types.Scene, camera: bpy.types.Object
+) -> tuple[tuple[float, float, float, float], int, int]:
+    """``((fx, fy, cx, cy), width, height)`` of a camera under the scene's render settings."""
+    r = scene.render
+    cam = camera.data
+    if cam.sensor_fit not in ("HORIZONTAL", "AUTO") or (cam.sensor_fit == "AUTO" and r.resolution_y > r.resolution_x):
+        raise InputError(f"{camera.name}: export needs sensor fit Horizontal (as Import Track sets it)")
+    params = convert.CameraParams(
+        lens_mm=cam.lens,
+        sensor_width_mm=cam.sensor_width,
+        shift_x=cam.shift_x,
+        shift_y=cam.shift_y,
+        resolution_x=r.resolution_x,
+        resolution_y=r.resolution_y,
+        pixel_aspect_x=r.pixel_aspect_x,
+        pixel_aspect_y=r.pixel_aspect_y,
+    )
+    return convert.camera_to_intrinsics(params), r.resolution_x, r.resolution_y
+
+
+def curve_set(frames: npt.ArrayLike, channels: dict[str, npt.ArrayLike], metadata: dict[str, Any]) -> CurveSet:
+    """An ``override`` curve per channel with a linear key at every frame; ``face.*`` controls last."""
+    fr = np.asarray(frames, dtype=np.float64).reshape(-1)
+    order = sorted(channels, key=lambda n: (n.startswith("face."), 0))
+    out: dict[str, Curve] = {}
+    for name in order:
+        vals = np.asarray(channels[name], dtype=np.float64).reshape(-1)
+        interp = "constant" if name == layout.VALID else "linear"
+        out[name] = Curve(keys=[Key(float(f), float(v), interp) for f, v in zip(fr, vals, strict=True)])
+    return CurveSet(curves=out, metadata=metadata)
+
+
+def export(
+    context: bpy.types.Context, path: str | Path, head: bpy.types.Object | None = None
+) -> tuple[Path, int]:
+    """Evaluate the head at every output frame and write a curve file (``.json``) or a track (``.npz``).
+
+    A ``.npz`` track takes identity, reflectance and metadata (named controls) from the source track the
+    head was imported from; the frames are the scene's output frames, the intrinsics and rate those of the
+    scene camera. Named controls ``face.*`` are applied over the expression coefficients as overrides along
+    their directions (:func:`dvp_engine.core.apply_curves`). Returns ``(path, number of frames)``.
+    """
+    scene = context.scene
+    head = head if head is not None else find_head(context)
+    dest = Path(path)
+    frames = output_frames(scene)
+    chans = evaluate_head(context, head, frames)
+    camera = reference_camera(context, head)
+    meta = {"source": str(head.get(HEAD_MARK, "")), "exported_from": "blender", "blend": bpy.data.filepath}
+    if dest.suffix == ".json":
+        curve_set(frames, chans, meta).save(dest)
+        return dest, len(frames)
+    if dest.suffix != ".npz":
+        raise InputError("export to a .npz track or a .json curve file", path=dest)
+    src_path = Path(str(head.get(HEAD_MARK, "")))
+    if not src_path.is_file():
+        raise InputError(
+            "the head's source track is missing (needed for identity and controls): re-import it or "
+            "export a .json curve file instead",
+            path=src_path,
+        )
+    src = FaceTrack.load(src_path)
+    intr, width, height = scene_intrinsics(scene, camera)
+    base = {k: v for k, v in chans.items() if not k.startswith("face.")}
+    for name in layout.FRAME_CHANNELS:
+        base.setdefault(name, np.zeros(len(frames), np.float32))
+    rate = Fraction(scene.render.fps) / Fraction(scene.render.fps_base).limit_denominator(100000)
+    track = FaceTrack(
+        frames=frames,
+        rate=rate,
+        width=width,
+        height=height,
+        intrinsics=intr,
+        channels=base,
+        identity=src.identity,
+        reflectance=src.reflectance,
+        metadata={**src.metadata, "edited_in": meta},
+    )
+    controls = {k: v for k, v in chans.items() if k.startswith("face.")}
+    if controls:
+        track = apply_curves(track, curve_set(frames, controls, {}))
+    track.save(dest)
+    return dest, len(frames)
