@@ -50,6 +50,18 @@ def test_write_then_read_small_movie(tmp_path: Path) -> None:
         assert [f for f, _ in v.read("1029-1030")] == [1029, 1030]
 
 
+def test_container_without_frame_count(tmp_path: Path) -> None:
+    """Matroska stores no frame count: it is counted by demuxing; seeking still lands on the right frame."""
+    frames = [np.full((16, 16, 3), 20 * i, np.uint8) for i in range(7)]
+    write_video(tmp_path / "a.mkv", frames, 25)
+    with open_video(tmp_path / "a.mkv") as v:
+        assert v.n_frames == 7
+        assert [f for f, _ in v.read()] == list(range(1, 8))
+        got = [(f, float(img.mean())) for f, img in v.read("4-5")]
+    assert [f for f, _ in got] == [4, 5]
+    np.testing.assert_allclose([m for _, m in got], [60.0, 80.0], atol=3.0)
+
+
 def test_odd_size_and_float_frames(tmp_path: Path) -> None:
     frames = [np.full((15, 17, 3), v, np.float32) for v in (0.2, 0.8)]
     write_video(tmp_path / "o.mp4", frames, 25, codec="mpeg4")
