@@ -38,92 +38,31 @@ state between calls (box tracking), so call them on the frames in order."""
 def read_source(
     source: str | Path, frames: Iterable[int] | str | None = None
 ) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
-    """Decode the requested frames of a movie or image sequence.
+    """Decode the requested frames of a movie or image sequence (through :mod:`dvp_engine.io.video`).
 
     Args:
-        source: a movie file (frames numbered from 1, docs/conventions.md) or an image sequence understood by
-            :mod:`dvp_engine.io`.
+        source: a movie file (frames numbered from 1, docs/conventions.md) or an image-sequence pattern.
         frames: frame numbers (an iterable or a range string such as ``"1-20"``); None = all.
 
     Returns:
-        ``(frame numbers, (H, W, 3) uint8 sRGB images, frame rate)``.
+        ``(frame numbers, (H, W, 3) uint8 sRGB images, frame rate)``; the rate of an image sequence is taken
+        as 25 fps.
     """
-    wanted: set[int] | None = None
-    if isinstance(frames, str):
-        from dvp_engine.core.frames import parse_frames
+    from dvp_engine.io.video import MOVIE_SUFFIXES, open_video, read_frames
 
-        wanted = set(parse_frames(frames).frames)
-    elif frames is not None:
-        wanted = {int(f) for f in frames}
-    try:  # the io package's reader when it is there
-        from dvp_engine.io import video as io_video  # type: ignore[attr-defined]
-
-        reader = getattr(io_video, "read_frames", None)
-    except ImportError:
-        reader = None
-    if reader is not None:
-        try:
-            return _read_with_io(reader, source, wanted)
-        except (TypeError, AttributeError) as exc:  # an API mismatch: fall back to PyAV for movies
-            log.debug("dvp_engine.io.video.read_frames not usable (%s); using PyAV", exc)
-    return _read_with_av(Path(source), wanted)
-
-
-def _read_with_io(
-    reader: Any, source: str | Path, wanted: set[int] | None
-) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
-    result = reader(source, frames=sorted(wanted) if wanted is not None else None)
     rate = Fraction(25)
+    if Path(source).suffix.lower() in MOVIE_SUFFIXES:
+        if not Path(source).is_file():
+            raise InputError("video file not found", path=source)
+        with open_video(source) as video:
+            rate = Fraction(video.rate)
     numbers: list[int] = []
     images: list[npt.NDArray[np.uint8]] = []
-    items: Any = result
-    if isinstance(result, tuple) and len(result) >= 2 and not hasattr(result[0], "shape"):
-        items = result[0]
-        for extra in result[1:]:
-            if isinstance(extra, Fraction | int | float):
-                rate = Fraction(extra).limit_denominator(100000)
-    if hasattr(result, "rate"):
-        rate = Fraction(result.rate)
-    for it in items:
-        if isinstance(it, tuple):
-            num, img = it[0], it[1]
-        else:
-            num, img = getattr(it, "frame", len(numbers) + 1), getattr(it, "image", it)
+    for num, rgb in read_frames(source, frames):
         numbers.append(int(num))
-        images.append(_to_uint8(np.asarray(img)))
-    return numbers, images, rate
-
-
-def _read_with_av(path: Path, wanted: set[int] | None) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
-    import av
-
-    if not path.is_file():
-        raise InputError("video file not found", path=path)
-    numbers: list[int] = []
-    images: list[npt.NDArray[np.uint8]] = []
-    last = max(wanted) if wanted else None
-    try:
-        with av.open(str(path)) as container:
-            stream = container.streams.video[0]
-            rate = Fraction(stream.average_rate or 25).limit_denominator(100000)
-            for i, frame in enumerate(container.decode(stream), start=1):
-                if last is not None and i > last:
-                    break
-                if wanted is not None and i not in wanted:
-                    continue
-                numbers.append(i)
-                images.append(frame.to_ndarray(format="rgb24"))
-    except av.error.FFmpegError as exc:  # type: ignore[attr-defined]
-        raise InputError(f"cannot decode video ({exc})", path=path) from exc
-    if wanted is not None:
-        missing = sorted(wanted - set(numbers))
-        if missing:
-            raise InputError(
-                f"video has no frame {missing[0]} (it holds frames 1-{len(numbers) if not numbers else numbers[-1]})",
-                path=path,
-            )
+        images.append(_to_uint8(rgb))
     if not numbers:
-        raise InputError("video holds no frames", path=path)
+        raise InputError("no frames to track", path=source)
     return numbers, images, rate
 
 
