@@ -32,7 +32,7 @@ import numpy.typing as npt
 __all__ = ["MAX_FRAMES", "FrameSet", "parse_frames"]
 
 #: The largest number of frames one range may expand to (guards against typos like ``1-100000000000``).
-MAX_FRAMES: Final = 10_000_000
+MAX_FRAMES: Final = 1_000_000
 
 _ITEM: Final = re.compile(
     r"""^\s*

@@ -130,7 +130,7 @@ class Video:
             [
                 f"movie {self.path} ({self.codec})",
                 f"  size: {self.width}x{self.height}, rate: {self.rate} fps ({float(self.rate):.3f}), "
-                f"{self.n_frames} frames ({secs:.2f} s)",
+                f"{self.n_frames} frame{'s' if self.n_frames != 1 else ''} ({secs:.2f} s)",
                 f"  frame numbers: {self.frames}",
             ]
         )
@@ -186,16 +186,17 @@ class Video:
                 before the first wanted frame; a gap of more than a second in the wanted frames seeks again.
 
         Raises:
-            InputError: a wanted frame is beyond the end of the movie, or decoding fails (file and frame named).
+            InputError: a wanted frame is outside the movie (raised by the call itself), or decoding
+                fails (raised while iterating; file and frame named).
         """
         fs = _frames_arg(frames)
         wanted = self.frames if fs is None else fs
-        if not wanted:
-            return
         outside = wanted - self.frames
         if outside:
             raise InputError(f"frames {outside} are outside the movie's frames {self.frames}", path=self.path)
-        indices = [f - self.first_frame for f in wanted]
+        return self._read([f - self.first_frame for f in wanted])
+
+    def _read(self, indices: list[int]) -> Iterator[tuple[int, npt.NDArray[np.uint8]]]:
         pos = 0
         gap = max(1, int(math.ceil(self.rate)))
         try:
