@@ -307,6 +307,7 @@ def read_sequence(
     frames: FrameSet | str | None = None,
     *,
     on_missing: Literal["error", "skip"] = "error",
+    on_error: Callable[[DvpError], None] | None = None,
 ) -> Iterator[tuple[int, npt.NDArray[np.float32], dict[str, Any]]]:
     """Read the frames of an image sequence lazily: yields ``(frame, pixels (H, W, C) float32, metadata)``.
 
@@ -316,6 +317,9 @@ def read_sequence(
             restricted to the sequence's first..last when it has them.
         on_missing: ``"error"`` checks every frame exists *before* reading any and raises an error that
             lists the missing frame numbers; ``"skip"`` reads the frames that exist (logging the rest).
+        on_error: if given, a frame that exists but cannot be read is passed to it as an
+            :class:`InputError` (with ``.frame`` and ``.path`` set) and skipped, and reading goes on;
+            without it the error is raised (which ends the iteration).
 
     Raises:
         InputError: missing frames (``on_missing="error"``), a pattern that matches no files, or an
@@ -338,17 +342,21 @@ def read_sequence(
         todo = wanted - gone
         if not todo:
             raise InputError(f"none of frames {wanted} exist", path=s.hash_pattern)
-    return _read_frames(s, todo)
+    return _read_frames(s, todo, on_error)
 
 
 def _read_frames(
-    s: ImageSequence, todo: FrameSet
+    s: ImageSequence, todo: FrameSet, on_error: Callable[[DvpError], None] | None
 ) -> Iterator[tuple[int, npt.NDArray[np.float32], dict[str, Any]]]:
     for f in todo:
         try:
             pixels, meta = read_image(s.path(f))
         except DvpError as exc:
-            raise InputError(_bare(exc), path=s.path(f), frame=f) from exc
+            err = InputError(_bare(exc), path=s.path(f), frame=f)
+            if on_error is None:
+                raise err from exc
+            on_error(err)
+            continue
         yield f, pixels, meta
 
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import av
 import numpy as np
@@ -271,6 +271,8 @@ def read_frames(
     *,
     first_frame: int = 1,
     linear: bool | None = None,
+    on_missing: Literal["error", "skip"] = "error",
+    on_error: Callable[[DvpError], None] | None = None,
 ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
     """A uniform frame source: yields ``(frame_number, rgb)`` with ``rgb`` ``(H, W, 3)`` float32
     sRGB-encoded display-referred values in [0, 1].
@@ -284,42 +286,66 @@ def read_frames(
             Default: True for float formats (EXR), False for integer formats (PNG, JPEG, TIFF, DPX), which
             are taken as sRGB-encoded. One-channel images become grey RGB; alpha is dropped; values are
             clipped to [0, 1].
+        on_missing, on_error: for image sequences, as in :func:`dvp_engine.io.images.read_sequence`:
+            ``on_missing="skip"`` reads the frames that exist; ``on_error`` receives each unreadable frame's
+            :class:`InputError` (``.frame`` set) and reading goes on. A movie that fails to decode raises.
 
     Raises:
-        InputError: missing file or frames (listed by number), not a movie, unreadable frame.
+        InputError: missing file or frames (listed by number), not a movie, frames outside the movie: raised
+            by the call itself, before any decoding; an unreadable frame: raised while iterating.
     """
     fs = _frames_arg(frames)
     if isinstance(source, ImageSequence) or is_pattern(source):
-        return _sequence_frames(source, fs, linear)
+        return _sequence_frames(source, fs, linear, on_missing, on_error)
     p = Path(source)
     if p.suffix.lower() not in MOVIE_SUFFIXES and p.exists():
-        return _sequence_frames(ImageSequence.find(p), fs, linear)  # a frame of a sequence: read it all
+        # a frame of a sequence: read the whole sequence
+        return _sequence_frames(ImageSequence.find(p), fs, linear, on_missing, on_error)
     return _movie_frames(p, fs, first_frame)
 
 
 def _movie_frames(
     path: Path, frames: FrameSet | None, first_frame: int
 ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
-    video = open_video(path, first_frame=first_frame)
+    video = open_video(path, first_frame=first_frame)  # errors (not a movie, bad range) raise now
     try:
-        for f, rgb in video.read(frames):
+        frames_iter = video.read(frames)
+    except BaseException:
+        video.close()
+        raise
+    return _unit_frames(video, frames_iter)
+
+
+def _unit_frames(
+    video: Video, frames_iter: Iterator[tuple[int, npt.NDArray[np.uint8]]]
+) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+    try:
+        for f, rgb in frames_iter:
             yield f, rgb.astype(np.float32) * np.float32(1.0 / 255.0)
     finally:
         video.close()
 
 
 def _sequence_frames(
-    source: str | os.PathLike[str] | ImageSequence, frames: FrameSet | None, linear: bool | None
+    source: str | os.PathLike[str] | ImageSequence,
+    frames: FrameSet | None,
+    linear: bool | None,
+    on_missing: Literal["error", "skip"],
+    on_error: Callable[[DvpError], None] | None,
 ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
     from .images import read_sequence
 
-    for f, pixels, meta in read_sequence(
-        source if isinstance(source, ImageSequence) else os.fspath(source), frames
-    ):
-        is_linear = (
-            linear if linear is not None else str(meta.get("oiio:format")) in ("half", "float", "double")
-        )
-        yield f, _to_display_rgb(pixels, is_linear)
+    src = source if isinstance(source, ImageSequence) else os.fspath(source)
+    # read_sequence checks missing frames now, before any decoding
+    return _display_frames(read_sequence(src, frames, on_missing=on_missing, on_error=on_error), linear)
+
+
+def _display_frames(
+    it: Iterator[tuple[int, npt.NDArray[np.float32], dict[str, Any]]], linear: bool | None
+) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+    for f, pixels, meta in it:
+        is_float = str(meta.get("oiio:format")) in ("half", "float", "double")
+        yield f, _to_display_rgb(pixels, linear if linear is not None else is_float)
 
 
 def _pick_codec(path: Path) -> str:

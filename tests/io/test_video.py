@@ -9,6 +9,7 @@ import pytest
 
 from dvp_engine.core.errors import DvpError, InputError
 from dvp_engine.core.frames import FrameSet
+from dvp_engine.core.sequence import ImageSequence
 from dvp_engine.io.images import write_image, write_sequence
 from dvp_engine.io.video import open_video, read_frames, write_video
 
@@ -78,8 +79,8 @@ def test_video_errors(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00garbage bytes, not a movie" * 50)
     with pytest.raises(InputError, match=r"x\.mp4: not a .*movie"):
         open_video(bad)
-    with pytest.raises(InputError, match=r"x\.mp4"):
-        list(read_frames(bad))
+    with pytest.raises(InputError, match=r"x\.mp4: not a .*movie"):
+        read_frames(bad)  # raised by the call, before iterating
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(DvpError, match="folder"):
@@ -105,8 +106,17 @@ def test_read_frames_from_image_sequences(tmp_path: Path) -> None:
     np.testing.assert_allclose(got[8], imgs[8], atol=1e-4)
     # a concrete file path reads its sequence; frames select
     assert [f for f, _ in read_frames(tmp_path / "s.008.png", "8-9")] == [8, 9]
+    assert [f for f, _ in read_frames(ImageSequence.parse(tmp_path / "s.@@@.png"), "7")] == [7]
     with pytest.raises(InputError, match="1 of 4 frames missing: 10"):
-        list(read_frames(str(tmp_path / "s.###.png"), "7-10"))
+        read_frames(str(tmp_path / "s.###.png"), "7-10")
+    assert [f for f, _ in read_frames(str(tmp_path / "s.###.png"), "7-10", on_missing="skip")] == [7, 8, 9]
+    # an unreadable frame: raised while iterating, or reported and skipped with on_error
+    (tmp_path / "s.008.png").write_bytes(b"not a png")
+    with pytest.raises(InputError, match=r"s\.008\.png: frame 8: not a readable image"):
+        list(read_frames(str(tmp_path / "s.###.png")))
+    bad: list[DvpError] = []
+    assert [f for f, _ in read_frames(str(tmp_path / "s.###.png"), on_error=bad.append)] == [7, 9]
+    assert [e.frame for e in bad] == [8] and isinstance(bad[0], InputError)
     # EXR sequences are scene-linear ACEScg: converted to sRGB-encoded values in [0, 1]
     lin = np.full((2, 2, 3), 0.18, np.float32)
     write_image(tmp_path / "lin.0001.exr", lin, dtype="float")
