@@ -89,7 +89,9 @@ def test_head_pose_maps_model_points_like_the_engine(addon: Any, tmp_path: Path,
 @pytest.mark.parametrize(
     "intrinsics,size", [((70.0, 70.0, 30.5, 25.0), (64, 48)), ((500.0, 500.0, 200.0, 300.0), (512, 640))]
 )
-def test_camera_matches_intrinsics(addon: Any, tmp_path: Path, make_track: Any, intrinsics: Any, size: Any) -> None:
+def test_camera_matches_intrinsics(
+    addon: Any, tmp_path: Path, make_track: Any, intrinsics: Any, size: Any
+) -> None:
     import bpy
     from bpy_extras.object_utils import world_to_camera_view
     from mathutils import Matrix, Vector
@@ -137,7 +139,9 @@ def test_export_without_edits_round_trips(addon: Any, tmp_path: Path, make_track
     cs = CurveSet.load(cpath)
     assert json.loads(cpath.read_text())["schema"] == "DVPCurves.1"
     assert [k.frame for k in cs.curves["blink.left"].keys] == list(range(1001, 1013))
-    np.testing.assert_allclose([k.value for k in cs.curves["head.tz"].keys], track.channels["head.tz"], atol=1e-6)
+    np.testing.assert_allclose(
+        [k.value for k in cs.curves["head.tz"].keys], track.channels["head.tz"], atol=1e-6
+    )
 
 
 def test_named_control_edit_moves_expression_along_its_direction(
@@ -206,6 +210,8 @@ def test_nla_retime_scale_2x_and_modifier_are_baked(addon: Any, tmp_path: Path, 
         expected = np.interp(src_time, frames, track.channels[name])
         np.testing.assert_allclose([k.value for k in keys], expected, atol=1e-5, err_msg=name)
     gaze = [k.value for k in cs.curves["gaze.left.x"].keys]
-    np.testing.assert_allclose(gaze, np.interp(src_time, frames, track.channels["gaze.left.x"]) + 5.0, atol=1e-4)
+    np.testing.assert_allclose(
+        gaze, np.interp(src_time, frames, track.channels["gaze.left.x"]) + 5.0, atol=1e-4
+    )
     # the held (constant) validity flag stays 0/1
     assert set(np.unique([k.value for k in cs.curves["track.valid"].keys])) <= {0.0, 1.0}

@@ -1,0 +1,260 @@
+"""The render operator against a fake ``dvp``, the runner, and the bad-input messages."""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+FAKE_DVP = """\
+#!{python}
+# A stand-in for `dvp render|reenact`: writes one file per frame, optionally fails at a frame.
+import argparse, os, sys, time
+p = argparse.ArgumentParser()
+p.add_argument("mode")
+p.add_argument("--model", required=True)
+p.add_argument("--track", required=True)
+p.add_argument("-o", dest="out", required=True)
+p.add_argument("--frames")
+p.add_argument("--curves")
+p.add_argument("--progress")
+a = p.parse_args()
+assert os.path.isfile(a.track), a.track
+first, last = (int(x) for x in a.frames.split("-"))
+fail_at = int(os.environ.get("FAKE_DVP_FAIL_AT", "0"))
+delay = float(os.environ.get("FAKE_DVP_DELAY", "0"))
+width = a.out.count("#")
+total = last - first + 1
+for i, f in enumerate(range(first, last + 1)):
+    path = a.out.replace("#" * width, str(f).zfill(width))
+    if f == fail_at:
+        print(f"dvp: error: {{path}}: frame {{f}}: generator produced NaN", file=sys.stderr, flush=True)
+        sys.exit(1)
+    with open(path, "wb") as fh:
+        fh.write(b"fake exr")
+    print(f"dvp: progress {{i + 1}}/{{total}} frame {{f}}", file=sys.stderr, flush=True)
+    time.sleep(delay)
+"""
+
+
+@pytest.fixture
+def fake_dvp(tmp_path: Path) -> Path:
+    path = tmp_path / "bin" / "dvp"
+    path.parent.mkdir()
+    path.write_text(FAKE_DVP.format(python=sys.executable))
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def _scene_for_render(bpy: Any, tmp_path: Path, make_track: Any, fake: Path, frames: range) -> Path:
+    track = make_track(frames)
+    tpath = tmp_path / "track.npz"
+    track.save(tpath)
+    assert bpy.ops.dvp.import_track(filepath=str(tpath)) == {"FINISHED"}
+    settings = bpy.context.scene.dvp
+    settings.dvp_executable = str(fake)
+    (tmp_path / "model").mkdir()
+    settings.model = str(tmp_path / "model")
+    settings.output = str(tmp_path / "out" / "frame.####.exr")
+    return tmp_path / "out"
+
+
+def test_render_failing_at_frame_37_reports_it_and_keeps_frames(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bpy
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 51))
+    monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
+    with pytest.raises(RuntimeError, match=r"at frame 37 \(exit 1\).*36 frame\(s\) on disk"):
+        bpy.ops.dvp.render()
+    written = sorted(p.name for p in out.glob("frame.*.exr"))
+    assert written == [f"frame.{f:04d}.exr" for f in range(1, 37)]
+    se = bpy.context.scene.sequence_editor
+    assert se is None or len(se.strips) == 0  # nothing loaded on failure
+
+
+def test_render_runner_reports_progress_and_failed_frame(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job the modal operator drives, polled step by step like the modal timer does."""
+    import bpy
+
+    from blender_addon import operators, runner
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 51))
+    monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
+    job = operators.RenderJob.prepare(bpy.context)
+    assert job.total == 50 and job.command[1] == "render" and "--frames" in job.command
+    seen: list[runner.Progress] = []
+    result = runner.run_dvp(job.command, on_progress=seen.append)
+    assert [p.frame for p in seen] == list(range(1, 37)) and seen[-1].total == 50
+    assert result.returncode == 1 and result.failed_frame == 37
+    level, message = job.finish(bpy.context, result)
+    assert level == "ERROR" and "frame 37" in message and "kept" in message
+    assert len(list(out.glob("frame.*.exr"))) == 36
+
+
+def test_render_success_loads_sequence_into_sequencer(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import bpy
+
+    from dvp_engine.core import FaceTrack
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1001, 1008))
+    bpy.context.scene.dvp.mode = "reenact"
+    assert bpy.ops.dvp.render() == {"FINISHED"}
+    strips = list(bpy.context.scene.sequence_editor.strips)
+    assert len(strips) == 1 and strips[0].type == "IMAGE"
+    assert [e.filename for e in strips[0].elements] == [f"frame.{f:04d}.exr" for f in range(1001, 1008)]
+    assert strips[0].frame_start == 1001
+    # the track handed to dvp is the evaluated edit of the scene
+    edited = FaceTrack.load(out / "dvp_edited_track.npz")
+    np.testing.assert_array_equal(edited.frames, np.arange(1001, 1008))
+
+
+def test_render_cancel_stops_dvp_and_keeps_frames(
+    tmp_path: Path, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from blender_addon import runner
+
+    monkeypatch.setenv("FAKE_DVP_DELAY", "0.2")
+    (tmp_path / "o").mkdir()
+    track = tmp_path / "t.npz"
+    track.write_bytes(b"")
+    cmd = runner.render_command(
+        str(fake_dvp), "render", "m", str(track), str(tmp_path / "o" / "f.##.exr"), "1-50"
+    )
+    seen: list[runner.Progress] = []
+    result = runner.run_dvp(cmd, on_progress=seen.append, should_cancel=lambda: len(seen) >= 2)
+    assert result.cancelled and not result.ok and "cancelled" in result.message()
+    n = len(list((tmp_path / "o").glob("f.*.exr")))
+    assert 2 <= n < 50
+
+
+def test_missing_dvp_says_where_it_looked(
+    addon: Any, tmp_path: Path, make_track: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bpy
+
+    from blender_addon import runner
+
+    _scene_for_render(bpy, tmp_path, make_track, tmp_path / "nowhere" / "dvp", range(1, 4))
+    monkeypatch.delenv(runner.ENV_VAR, raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(RuntimeError, match=r"dvp executable not found.*DVP_EXECUTABLE"):
+        bpy.ops.dvp.render()
+
+
+def test_find_dvp_order(tmp_path: Path, fake_dvp: Path) -> None:
+    from blender_addon import runner
+
+    other = tmp_path / "other"
+    other.mkdir()
+    on_path = other / "dvp"
+    on_path.write_text("#!/bin/sh\n")
+    on_path.chmod(0o755)
+    env = {"PATH": str(other), runner.ENV_VAR: str(fake_dvp)}
+    assert runner.find_dvp("", env) == str(fake_dvp)
+    assert runner.find_dvp(str(on_path), env) == str(on_path)
+    assert runner.find_dvp("", {"PATH": str(other)}) == str(on_path)
+    with pytest.raises(runner.DvpNotFound, match="not an executable file"):
+        runner.find_dvp(str(tmp_path / "missing"), {"PATH": ""})
+
+
+def test_parse_line() -> None:
+    from blender_addon.runner import ErrorLine, Progress, parse_line
+
+    assert parse_line("dvp: progress 3/10 frame 1003\n") == Progress(3, 10, 1003)
+    assert parse_line("dvp: progress 3/10") == Progress(3, 10, None)
+    assert parse_line("dvp: error: /o/f.0037.exr: frame 37: boom") == ErrorLine(
+        "/o/f.0037.exr: frame 37: boom", 37
+    )
+    assert parse_line("dvp: error: no model") == ErrorLine("no model", None)
+    assert parse_line("dvp: loading model") is None
+
+
+def test_newer_schema_track_is_refused_clearly(addon: Any, tmp_path: Path, make_track: Any) -> None:
+    import bpy
+
+    track = make_track([1, 2, 3])
+    arrays = track.to_arrays()
+    header = json.loads(arrays["header"].tobytes())
+    header["schema"] = "FaceTrack.7"
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), np.uint8)
+    path = tmp_path / "future.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(RuntimeError, match=r"future\.npz.*FaceTrack\.7.*newer dvp"):
+        bpy.ops.dvp.import_track(filepath=str(path))
+    assert "DVP Head" not in bpy.data.objects
+
+
+def test_corrupt_track_is_refused(addon: Any, tmp_path: Path) -> None:
+    import bpy
+
+    path = tmp_path / "broken.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("x.txt", "not a track")
+    with pytest.raises(RuntimeError, match=r"broken\.npz"):
+        bpy.ops.dvp.import_track(filepath=str(path))
+
+
+def test_export_without_head_says_what_to_select(addon: Any, tmp_path: Path) -> None:
+    import bpy
+
+    with pytest.raises(RuntimeError, match=r"no DVP head Empty.*Import Track.*select"):
+        bpy.ops.dvp.export_curves(filepath=str(tmp_path / "c.json"))
+    assert not (tmp_path / "c.json").exists()
+
+
+def test_export_with_two_heads_asks_to_select_one(addon: Any, tmp_path: Path, make_track: Any) -> None:
+    import bpy
+
+    track = make_track([1, 2, 3])
+    path = tmp_path / "t.npz"
+    track.save(path)
+    bpy.ops.dvp.import_track(filepath=str(path))
+    bpy.ops.dvp.import_track(filepath=str(path))
+    bpy.context.view_layer.objects.active = None
+    with pytest.raises(RuntimeError, match="several DVP head Empties"):
+        bpy.ops.dvp.export_curves(filepath=str(tmp_path / "c.json"))
+    bpy.context.view_layer.objects.active = bpy.data.objects["DVP Head.001"]
+    assert bpy.ops.dvp.export_curves(filepath=str(tmp_path / "c.json")) == {"FINISHED"}
+
+
+def test_plate_image_sequence_becomes_camera_background(addon: Any, tmp_path: Path, make_track: Any) -> None:
+    import bpy
+
+    plate_dir = tmp_path / "plate"
+    plate_dir.mkdir()
+    for f in range(1, 4):
+        img = bpy.data.images.new(f"p{f}", 8, 8)
+        img.filepath_raw = str(plate_dir / f"plate.{f:04d}.png")
+        img.file_format = "PNG"
+        img.save()
+    track = make_track([1, 2, 3])
+    path = tmp_path / "t.npz"
+    track.save(path)
+    assert bpy.ops.dvp.import_track(filepath=str(path), plate=str(plate_dir / "plate.0001.png")) == {
+        "FINISHED"
+    }
+    cam = bpy.data.objects["DVP Camera"].data
+    assert cam.show_background_images and len(cam.background_images) == 1
+    bg = cam.background_images[0]
+    assert bg.source == "IMAGE" and bg.image.source == "SEQUENCE"
+    assert bg.image_user.frame_duration == 3 and bg.image_user.frame_start == 1
+    with pytest.raises(RuntimeError, match="plate not found"):
+        bpy.ops.dvp.import_track(filepath=str(path), plate=str(plate_dir / "nope.png"))
+
+
+def test_fake_dvp_script_is_what_we_think(fake_dvp: Path) -> None:
+    assert fake_dvp.read_text().startswith("#!" + sys.executable)
+    assert "dvp: progress" in textwrap.dedent(FAKE_DVP)
