@@ -60,19 +60,16 @@ def run(args: argparse.Namespace) -> int:
     assert isinstance(frames, FrameSet)
     seq = output_sequence(args.output, frames, overwrite=args.overwrite)
     bad: list[int] = []
+
+    def skip(exc: DvpError) -> None:
+        log.warning("skipping unreadable frame: %s", exc)
+        bad.append(exc.frame if exc.frame is not None else -1)
+
     with Progress(len(frames), "convert", progress_mode(args)) as bar:
-        it = read_frames(src, frames, first_frame=args.first_frame)
-        while True:
-            try:
-                frame, rgb = next(it)
-            except StopIteration:
-                break
-            except DvpError as exc:
-                if not args.skip_bad_frames or exc.frame is None:
-                    raise
-                log.warning("skipping unreadable frame: %s", exc)
-                bad.append(exc.frame)
-                continue
+        source_frames = read_frames(
+            src, frames, first_frame=args.first_frame, on_error=skip if args.skip_bad_frames else None
+        )
+        for frame, rgb in source_frames:
             write_frame(
                 seq.path(frame),
                 rgb,

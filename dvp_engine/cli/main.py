@@ -31,6 +31,9 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_convert",
     "cmd_edit",
     "cmd_track",
+    "cmd_train",
+    "cmd_render",
+    "cmd_reenact",
 )
 
 
@@ -75,6 +78,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error(RuntimeError("interrupted"))
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (e.g. `dvp info ... | head`): not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def console_main() -> None:

@@ -7,6 +7,8 @@ image-sequence fields and curve files. Importing this package never imports torc
 from . import layout
 from .curves import Curve, CurveSet, Key, apply_curves
 from .errors import DvpError, InputError, SchemaError
+from .frames import FrameSet, parse_frames
+from .sequence import ImageSequence
 from .track import FaceTrack
 
 __all__ = [
@@ -14,9 +16,12 @@ __all__ = [
     "CurveSet",
     "DvpError",
     "FaceTrack",
+    "FrameSet",
+    "ImageSequence",
     "InputError",
     "Key",
     "SchemaError",
     "apply_curves",
     "layout",
+    "parse_frames",
 ]

@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -448,8 +448,13 @@ class Trainer:
             generator=torch.Generator().manual_seed(self.config.seed + self.iteration),
         )
 
-    def train(self, iters: int | None = None) -> dict[str, float]:
+    def train(
+        self, iters: int | None = None, on_log: Callable[[int, dict[str, Any]], None] | None = None
+    ) -> dict[str, float]:
         """Train until ``iters`` (default ``config.iters``) total iterations; checkpoint at the end.
+
+        ``on_log(iteration, record)`` is called with every log record (losses, ms/iteration), e.g. to print
+        machine-readable progress lines.
 
         Returns the last logged losses. Raises :class:`DvpError` on GPU out-of-memory (with the batch size).
         """
@@ -490,6 +495,8 @@ class Trainer:
                     self.last_losses = dict(rec)
                     rec.update(iter=self.iteration, ms_per_iter=1000.0 * dt / count, time=time.time())
                     self._log(rec)
+                    if on_log is not None and self.rank == 0:
+                        on_log(self.iteration, rec)
                     bar.set_postfix(
                         G=f"{rec['loss_g']:.3f}",
                         L1=f"{rec['loss_l1']:.4f}",

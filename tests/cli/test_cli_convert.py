@@ -48,3 +48,20 @@ def test_convert_sequence_to_png_and_errors(tmp_path: Path, capsys: pytest.Captu
     assert "--frames" in capsys.readouterr().err
     assert main(["convert", str(SAMPLE), "-o", str(tmp_path / "e.####.exr"), "--frames", "199-205"]) == 1
     assert "outside" in capsys.readouterr().err
+
+
+def test_convert_skips_bad_frames_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "src.####.png"
+    assert main(["convert", str(SAMPLE), "-o", str(src), "--frames", "1-4", "-q"]) == 0
+    (tmp_path / "src.0002.png").write_bytes(b"corrupt")
+    out = tmp_path / "dst.####.exr"
+    assert main(["convert", str(src), "-o", str(out)]) == 1
+    assert "src.0002.png" in capsys.readouterr().err
+    assert main(["convert", str(src), "-o", str(out), "--skip-bad-frames", "--overwrite"]) == 1
+    err = capsys.readouterr().err
+    assert "2" in err and "could not be read" in err
+    assert sorted(p.name for p in tmp_path.glob("dst.*.exr")) == [
+        "dst.0001.exr",
+        "dst.0003.exr",
+        "dst.0004.exr",
+    ]

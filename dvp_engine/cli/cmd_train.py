@@ -1,0 +1,99 @@
+"""Train the rendering-to-video network of one target actor on a tracked video (paper section 6).
+
+Examples::
+
+    dvp track target.mp4 -o target.npz
+    dvp train --track target.npz --frames-from target.mp4 -o model/ --size 256 --iters 31000
+    dvp train --track target.npz --frames-from target.mp4 -o model/ --resume      # continue exactly
+
+The model folder holds safetensors checkpoints (``checkpoints/iter_N/``), ``log.jsonl`` (losses, held-out L1),
+preview contact sheets of held-out frames (``previews/``), ``dvp_model.json`` (framing, splits) and a cache of
+the conditioning images and video frames (``cache/``). The last 10 % of the frames are never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+from .common import Progress, progress_mode
+from .options import add_device, resolve_device
+
+NAME = "train"
+HELP = "train the space-time generator of a target actor"
+log = logging.getLogger("dvp")
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--track", type=Path, required=True, help="FaceTrack of the target video (.npz)")
+    p.add_argument("--frames-from", required=True, help="the target video (movie or image sequence)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="model folder")
+    p.add_argument(
+        "--size", type=int, default=256, help="network resolution (128, 256, 512, 1024; default 256)"
+    )
+    p.add_argument("--iters", type=int, default=31000, help="total iterations (paper: 31000)")
+    p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
+    p.add_argument(
+        "--ngf", type=int, default=64, help="generator base width (paper: 64; smaller trains faster)"
+    )
+    p.add_argument(
+        "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", action="store_true", help="continue from the folder's latest checkpoint")
+    p.add_argument("--preview-every", type=int, default=1000, help="iterations between held-out previews")
+    p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints")
+    add_device(p)
+
+
+def run(args: argparse.Namespace) -> int:
+    from dvp_engine.pipeline.portrait import train_portrait
+
+    device = resolve_device(args.device)
+    mode = progress_mode(args)
+    bars: dict[str, Progress] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            bar = bars[stage] = Progress(total, stage, mode)
+        bar.step(n=done - bar.done)
+
+    line = None
+    if mode == "lines":
+        line = Progress(args.iters, "train", "lines")
+
+        def on_log(it: int, rec: dict[str, Any]) -> None:
+            assert line is not None
+            line.step(n=it - line.done)
+            line.note(**{k: float(v) for k, v in rec.items() if k.startswith("loss")})
+
+    try:
+        losses = train_portrait(
+            args.track,
+            args.frames_from,
+            args.output,
+            size=args.size,
+            iters=args.iters,
+            batch=args.batch,
+            ngf=args.ngf,
+            nw=args.nw,
+            device=device,
+            seed=args.seed,
+            resume=args.resume,
+            preview_every=args.preview_every,
+            checkpoint_every=args.checkpoint_every,
+            log_every=min(50, max(1, args.iters // 20)),
+            bar=mode == "bar",
+            on_log=on_log if line is not None else None,
+            progress=progress,
+        )
+    finally:
+        for b in bars.values():
+            b.close()
+    log.info(
+        "trained %s: %s", args.output, ", ".join(f"{k}={v:.4f}" for k, v in losses.items() if "loss" in k)
+    )
+    return 0

@@ -1,0 +1,510 @@
+"""The portrait pipeline's data steps: framing, conditioning images, video frames, training, rendering.
+
+Framing: the network sees a square crop of the plate (the largest centred square by default), resized to the
+network size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled
+to S, so renders and video frames line up pixel for pixel. The crop is stored with the model
+(``model/dvp_model.json``) and reused at render time; rendered frames are written at the crop's resolution
+in the plate's pixels (``--output-size network`` writes them at S).
+
+Caches: per-frame conditioning images and video frames are stored as uint8 ``.npy`` arrays ``(T, 9, S, S)``
+and ``(T, 3, S, S)`` (display-referred sRGB, 0..255), which :class:`dvp_engine.network.PairDataset` reads
+lazily (memory-mapped) to stack the 11-frame windows on the fly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from dvp_engine.core import FaceTrack, layout
+from dvp_engine.core.atomic import atomic_path, write_text_atomic
+from dvp_engine.core.errors import DvpError, InputError
+
+log = logging.getLogger("dvp")
+
+ProgressFn = Callable[[int], None]
+MODEL_INFO = "dvp_model.json"
+
+
+@dataclass(frozen=True)
+class Framing:
+    """A square crop of the plate and the network size.
+
+    Attributes:
+        x0, y0: top-left corner of the crop in plate pixels.
+        side: crop side in plate pixels.
+        size: network resolution S (the crop is resized to S x S).
+    """
+
+    x0: int
+    y0: int
+    side: int
+    size: int
+
+    @classmethod
+    def centred(cls, width: int, height: int, size: int) -> Framing:
+        """The largest square centred in a ``width`` x ``height`` plate."""
+        side = min(width, height)
+        return cls((width - side) // 2, (height - side) // 2, side, size)
+
+    @property
+    def scale(self) -> float:
+        """Network pixels per plate pixel."""
+        return self.size / self.side
+
+    def intrinsics(self, intrinsics: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
+        """Plate intrinsics ``(fx, fy, cx, cy)`` mapped into the network image (pixel-centre convention)."""
+        fx, fy, cx, cy = intrinsics
+        s = self.scale
+        return fx * s, fy * s, (cx - self.x0 + 0.5) * s - 0.5, (cy - self.y0 + 0.5) * s - 0.5
+
+    def crop(self, rgb: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Cut the crop out of an ``(H, W, C)`` plate frame."""
+        return rgb[self.y0 : self.y0 + self.side, self.x0 : self.x0 + self.side]
+
+
+def resize_images(images: npt.NDArray[Any], size: int) -> npt.NDArray[np.float32]:
+    """Resize ``(N, H, W, C)`` float images to ``(N, C, size, size)`` with antialiasing (torch)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).permute(0, 3, 1, 2)
+    if t.shape[-1] != size or t.shape[-2] != size:
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return t.clamp_(0.0, 1.0).numpy()
+
+
+def to_uint8(a: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
+    """[0, 1] floats to uint8."""
+    return np.clip(np.rint(np.asarray(a, np.float32) * 255.0), 0, 255).astype(np.uint8)
+
+
+def save_npy_atomic(path: Path, array: npt.NDArray[Any]) -> Path:
+    """``np.save`` through a temporary file."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, array, allow_pickle=False)
+    return path
+
+
+def load_video_frames(
+    source: str | Path,
+    frames: list[int],
+    framing: Framing,
+    *,
+    first_frame: int = 1,
+    progress: ProgressFn | None = None,
+) -> npt.NDArray[np.uint8]:
+    """Decode, crop and resize video frames: ``(T, 3, S, S)`` uint8 sRGB, in the order of ``frames``."""
+    from dvp_engine.io.video import read_frames
+
+    out = np.zeros((len(frames), 3, framing.size, framing.size), np.uint8)
+    pos = {f: i for i, f in enumerate(frames)}
+    chunk: list[tuple[int, npt.NDArray[np.float32]]] = []
+
+    def flush() -> None:
+        if not chunk:
+            return
+        imgs = np.stack([framing.crop(rgb) for _, rgb in chunk])
+        small = to_uint8(resize_images(imgs, framing.size))
+        for (f, _), img in zip(chunk, small, strict=True):
+            out[pos[f]] = img
+            if progress is not None:
+                progress(f)
+        chunk.clear()
+
+    for f, rgb in read_frames(source, frames, first_frame=first_frame):
+        chunk.append((f, rgb))
+        if len(chunk) >= 16:
+            flush()
+    flush()
+    return out
+
+
+def conditioning_frames(
+    track: FaceTrack,
+    framing: Framing,
+    *,
+    device: str = "cpu",
+    batch: int = 16,
+    progress: ProgressFn | None = None,
+) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32]]:
+    """Render the three conditioning images of every track frame at the network size.
+
+    Returns:
+        ``(T, 9, S, S)`` uint8 (colour, correspondence, eye gaze; sRGB 0..255) and ``(T, S, S)`` float32
+        face masks in [0, 1] (for mattes).
+    """
+    from dvp_engine.render.conditioning import render_track_conditioning
+
+    return render_track_conditioning(
+        track,
+        framing.size,
+        intrinsics=framing.intrinsics(track.intrinsics),
+        device=device,
+        batch=batch,
+        progress=progress,
+    )
+
+
+@dataclass
+class ModelInfo:
+    """What a trained model folder records besides its checkpoints (``dvp_model.json``)."""
+
+    framing: Framing
+    nw: int
+    track: str
+    source: str
+    train_frames: list[int]
+    held_out_frames: list[int]
+    identity: list[float]
+    reflectance: list[float]
+
+    def save(self, model_dir: Path) -> None:
+        doc = asdict(self)
+        doc["schema"] = "DVPModel.1"
+        write_text_atomic(model_dir / MODEL_INFO, json.dumps(doc, indent=1) + "\n")
+
+    @classmethod
+    def load(cls, model_dir: Path) -> ModelInfo:
+        path = model_dir / MODEL_INFO
+        if not path.is_file():
+            raise InputError(
+                f"not a dvp model folder (no {MODEL_INFO}); train one with 'dvp train'", path=model_dir
+            )
+        try:
+            doc = json.loads(path.read_text())
+            if doc.get("schema") != "DVPModel.1":
+                raise InputError(f"unknown model schema {doc.get('schema')!r}", path=path)
+            doc.pop("schema")
+            doc["framing"] = Framing(**doc["framing"])
+            return cls(**doc)
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(f"model description is malformed ({exc})", path=path) from exc
+
+
+def matte_from_mask(mask: npt.NDArray[np.float32], feather: float) -> npt.NDArray[np.float32]:
+    """A soft head matte: the rendered face mask dilated and feathered by ``feather`` pixels (box blurs)."""
+    import torch
+    import torch.nn.functional as F
+
+    m = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[:, None]
+    r = max(1, int(round(feather)))
+    m = F.max_pool2d(m, 2 * r + 1, stride=1, padding=r)  # grow over hair line and jaw
+    for _ in range(3):  # three box blurs ~ a Gaussian
+        m = F.avg_pool2d(m, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    return m[:, 0].clamp(0, 1).numpy()
+
+
+def check_lengths(track: FaceTrack, n_video: int, source: str | Path) -> None:
+    """A track and a video of different lengths are an error that names both."""
+    if track.n_frames != n_video:
+        raise DvpError(
+            f"the track has {track.n_frames} frames ({int(track.frames[0])}-{int(track.frames[-1])}) but the "
+            f"video {source} has {n_video}; track the same frames you train on (--frames)"
+        )
+
+
+def valid_frames(track: FaceTrack) -> npt.NDArray[np.bool_]:
+    """Frames where the face was tracked (``track.valid``; all when the channel is absent)."""
+    v = track.channels.get(layout.VALID)
+    return np.ones(track.n_frames, bool) if v is None else v > 0.5
+
+
+def prepare_data(
+    track: FaceTrack,
+    source: str | Path,
+    framing: Framing,
+    cache: Path,
+    *,
+    device: str = "cpu",
+    first_frame: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[Path, Path]:
+    """Render the conditioning images and cut the video frames for every track frame, cached as ``.npy``.
+
+    Returns the paths of ``cond_S.npy`` ``(T, 9, S, S)`` and ``frames_S.npy`` ``(T, 3, S, S)`` (uint8). A cache
+    whose recorded inputs (track file contents, source, framing) match is reused.
+    """
+    from .steps import Step, run_steps
+
+    cache.mkdir(parents=True, exist_ok=True)
+    s = framing.size
+    cond_path, frames_path = cache / f"cond_{s}.npy", cache / f"frames_{s}.npy"
+    mask_path = cache / f"mask_{s}.npy"
+    key = {
+        "frames": track.frames.tolist(),
+        "params": float(np.abs(track.params()).sum()),
+        "identity": track.identity.tolist(),
+        "framing": asdict(framing),
+    }
+    frames = [int(f) for f in track.frames]
+
+    def counter(stage: str) -> ProgressFn | None:
+        if progress is None:
+            return None
+        done = [0]
+
+        def step(_: int) -> None:
+            done[0] += 1
+            progress(stage, done[0], len(frames))
+
+        return step
+
+    def do_frames() -> None:
+        first = first_frame if first_frame is not None else 1
+        arr = load_video_frames(source, frames, framing, first_frame=first, progress=counter("frames"))
+        save_npy_atomic(frames_path, arr)
+
+    def do_cond() -> None:
+        cond, mask = conditioning_frames(track, framing, device=device, progress=counter("conditioning"))
+        save_npy_atomic(mask_path, mask.astype(np.float16))
+        save_npy_atomic(cond_path, cond)
+
+    run_steps(
+        [
+            Step(f"frames_{s}", do_frames, [frames_path], {"source": Path(source), **key}),
+            Step(f"conditioning_{s}", do_cond, [cond_path, mask_path], key),
+        ],
+        cache,
+    )
+    return cond_path, frames_path
+
+
+def train_portrait(
+    track_path: Path,
+    source: str | Path,
+    model_dir: Path,
+    *,
+    size: int = 256,
+    iters: int = 31000,
+    batch: int = 16,
+    ngf: int = 64,
+    nw: int = 11,
+    device: str = "auto",
+    seed: int = 0,
+    resume: bool = False,
+    preview_every: int = 1000,
+    checkpoint_every: int = 1000,
+    log_every: int = 50,
+    bar: bool = True,
+    on_log: Callable[[int, dict[str, Any]], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, float]:
+    """Train the space-time generator of one target actor (paper section 6) on a tracked video.
+
+    The last 10 % of the frames are held out (never trained on); frames where the face was lost are left out.
+    Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint exactly.
+    """
+    from dvp_engine.network import PairDataset, TrainConfig, Trainer
+    from dvp_engine.network.checkpoint import CheckpointError
+    from dvp_engine.network.data import held_out_split
+
+    track = FaceTrack.load(track_path)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    framing = Framing.centred(track.width, track.height, size)
+    if resume and (model_dir / MODEL_INFO).is_file():
+        framing = ModelInfo.load(model_dir).framing
+        if framing.size != size:
+            raise DvpError(
+                f"cannot resume at size {size}: the model was trained at {framing.size}", path=model_dir
+            )
+    cond_path, frames_path = prepare_data(
+        track,
+        source,
+        framing,
+        model_dir / "cache",
+        device="cuda" if device.startswith("cuda") else "cpu",
+        progress=progress,
+    )
+    cond = np.load(cond_path, mmap_mode="r")
+    video = np.load(frames_path, mmap_mode="r")
+    train_idx, held_idx = held_out_split(track.n_frames, 0.1, nw)
+    ok = valid_frames(track)
+    train_idx = [i for i in train_idx if ok[i]]
+    if not train_idx:
+        raise DvpError(
+            "no tracked frames to train on (the face was lost in every training frame)", path=track_path
+        )
+    dataset = PairDataset.from_sequence(cond, video, nw)
+    train_set, held_set = dataset.subset(train_idx), dataset.subset(held_idx)
+    info = ModelInfo(
+        framing=framing,
+        nw=nw,
+        track=str(track_path),
+        source=str(source),
+        train_frames=[int(track.frames[i]) for i in train_idx],
+        held_out_frames=[int(track.frames[i]) for i in held_idx],
+        identity=track.identity.tolist(),
+        reflectance=track.reflectance.tolist(),
+    )
+    info.save(model_dir)
+    cfg = TrainConfig(
+        size=size,
+        nw=nw,
+        ngf=ngf,
+        batch=batch,
+        iters=iters,
+        seed=seed,
+        device=device,
+        preview_every=preview_every,
+        checkpoint_every=checkpoint_every,
+        log_every=log_every,
+        progress=bar,
+    )
+    if resume:
+        try:
+            trainer = Trainer.resume(
+                model_dir,
+                train_set,
+                held_set,
+                iters=iters,
+                device=device,
+                progress=bar,
+                preview_every=preview_every,
+                checkpoint_every=checkpoint_every,
+                log_every=log_every,
+            )
+            log.info("resuming %s at iteration %d", model_dir, trainer.iteration)
+        except CheckpointError as exc:
+            if "no checkpoint" not in str(exc).lower():
+                raise
+            log.info("no checkpoint in %s yet: starting from scratch", model_dir)
+            trainer = Trainer(model_dir, train_set, held_set, cfg)
+    else:
+        trainer = Trainer(model_dir, train_set, held_set, cfg)
+    return trainer.train(on_log=on_log)
+
+
+@dataclass
+class RenderResult:
+    """What :func:`render_portrait` wrote."""
+
+    written: list[int]
+    skipped: list[int]
+    pattern: str
+    events: list[str]
+
+
+def render_portrait(
+    model_dir: Path,
+    track: FaceTrack,
+    out_pattern: str | Path,
+    *,
+    frames: list[int] | None = None,
+    device: str = "auto",
+    batch: int = 16,
+    overwrite: bool = False,
+    resume: bool = False,
+    output_size: str = "plate",
+    feather: float = 4.0,
+    track_label: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> RenderResult:
+    """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
+
+    For each output frame the conditioning images of the 11 frames ending at it are stacked (the first
+    frames of the track repeat frame 0). EXRs are scene-linear (ACEScg) RGBA, alpha = the feathered head
+    matte, with metadata: source frame, checkpoint hash, the frame's parameters, ``dvp:synthetic = 1``.
+    Frames are written one by one (atomically): a failure names the frame and keeps the frames before it.
+
+    Args:
+        model_dir: a folder written by :func:`train_portrait`.
+        track: the parameters to render (target identity).
+        out_pattern: ``out/frame.####.exr`` (PNG/TIFF/... also work, sRGB).
+        frames: frame numbers to write (default: every track frame).
+        output_size: ``plate`` (the crop at the plate's resolution) or ``network`` (S x S).
+        resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    from dvp_engine.core.frames import FrameSet
+    from dvp_engine.io.output import output_sequence, write_frame
+    from dvp_engine.network import Renderer
+    from dvp_engine.network.checkpoint import checkpoint_hash
+    from dvp_engine.network.data import stack_window
+
+    info = ModelInfo.load(model_dir)
+    framing = info.framing
+    side_ok = framing.x0 + framing.side <= track.width and framing.y0 + framing.side <= track.height
+    if not side_ok:
+        raise DvpError(
+            f"the track's image size {track.width}x{track.height} does not hold the model's crop "
+            f"({framing.side} px at {framing.x0},{framing.y0}); render tracks of the footage the model knows",
+            path=model_dir,
+        )
+    wanted = [int(f) for f in (frames if frames is not None else track.frames)]
+    for f in wanted:
+        track.index_of(f)  # clear error for frames the track lacks
+    fs = FrameSet.from_frames(wanted)
+    seq = output_sequence(out_pattern, fs, overwrite=overwrite or resume)
+    skipped = [f for f in wanted if resume and not overwrite and seq.path(f).exists()]
+    todo = [f for f in wanted if f not in set(skipped)]
+    result = RenderResult([], skipped, seq.pattern(), [])
+    if not todo:
+        return result
+    # Conditioning for the todo frames and the windows before them.
+    rows = sorted(
+        {i for f in todo for i in range(max(0, track.index_of(f) - info.nw + 1), track.index_of(f) + 1)}
+    )
+    sub = track.select([int(track.frames[i]) for i in rows])
+    dev = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    cond, mask = conditioning_frames(sub, framing, device=dev, batch=batch)
+    pos = {int(track.frames[i]): k for k, i in enumerate(rows)}
+    renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
+    digest = checkpoint_hash(model_dir)
+    out_side = framing.side if output_size == "plate" else framing.size
+    mattes = matte_from_mask(mask, feather * framing.size / 256.0)
+
+    def volume(f: int) -> torch.Tensor:
+        # the nw track frames ending at f (before the track's start, its first frame repeats)
+        i = track.index_of(f)
+        idx = [pos[int(track.frames[max(0, j)])] for j in range(i - info.nw + 1, i + 1)]
+        return stack_window(cond[idx], info.nw - 1, info.nw)
+
+    params = track.params()
+    for start in range(0, len(todo), batch):
+        chunk = todo[start : start + batch]
+        out = renderer.render(torch.stack([volume(f) for f in chunk]))
+        rgb = (out.clamp(-1, 1) + 1) / 2
+        alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None]
+        if out_side != framing.size:
+            rgb = F.interpolate(rgb, size=(out_side, out_side), mode="bicubic", align_corners=False).clamp(
+                0, 1
+            )
+            alpha = F.interpolate(alpha, size=(out_side, out_side), mode="bilinear", align_corners=False)
+        for j, f in enumerate(chunk):
+            i = track.index_of(f)
+            meta = {
+                "dvp:synthetic": 1,
+                "dvp:source_frame": f,
+                "dvp:checkpoint_sha256": digest,
+                "dvp:model": str(model_dir),
+                "dvp:track": track_label,
+                "dvp:parameters": [float(x) for x in params[i]],
+                "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
+                "dvp:crop": [framing.x0, framing.y0, framing.side],
+            }
+            try:
+                write_frame(
+                    seq.path(f),
+                    rgb[j].permute(1, 2, 0).numpy(),
+                    alpha=alpha[j, 0].numpy(),
+                    metadata=meta,
+                )
+            except DvpError as exc:
+                raise DvpError(
+                    f"writing failed ({exc}); frames before it are kept", path=seq.path(f), frame=f
+                ) from exc
+            result.written.append(f)
+            if progress is not None:
+                progress(f)
+    result.events = list(renderer.events)
+    return result

@@ -1,0 +1,289 @@
+"""End-to-end reenactment: track, train, transfer, edit, render, preview — every step resumable.
+
+Job folder layout (``-o out/``)::
+
+    out/.dvp-job.json          finished steps and the inputs they ran with (see steps.py)
+    out/work/target.npz        target track            out/work/source.npz   source track
+    out/model/                 the target's network (unless --model was given)
+    out/work/reenacted.npz     transferred + edited parameters
+    out/frames/frame.####.exr  results (ACEScg RGBA, alpha = head matte, metadata)
+    out/preview.mp4            source | conditioning | result, side by side
+    out/contact_sheet.png      a few frames: rows source, conditioning, result
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dvp_engine.core import CurveSet, FaceTrack, apply_curves
+from dvp_engine.core.atomic import write_text_atomic
+from dvp_engine.core.errors import DvpError
+
+from .portrait import (
+    Framing,
+    ModelInfo,
+    conditioning_frames,
+    load_video_frames,
+    render_portrait,
+    resize_images,
+    train_portrait,
+)
+from .steps import STATE_NAME, Step, fingerprint, run_steps
+
+log = logging.getLogger("dvp")
+
+Stage = Callable[[str, int, int], None]
+
+
+@dataclass
+class ReenactSettings:
+    """Settings of a reenactment job (the ``dvp reenact`` options)."""
+
+    source: str
+    target: str
+    out: Path
+    mode: str = "full"
+    model: Path | None = None
+    size: int = 256
+    iters: int = 31000
+    batch: int = 16
+    ngf: int = 64
+    frames: list[int] | None = None
+    source_reference: int | None = None
+    target_reference: int | None = None
+    curves: list[Path] = field(default_factory=list)
+    sets: list[str] = field(default_factory=list)
+    device: str = "cpu"
+    overwrite: bool = False
+    preview: bool = True
+    seed: int = 0
+    track_frames: str | None = None
+
+
+@dataclass
+class ReenactResult:
+    """Paths the job wrote and the steps that ran (the others were up to date)."""
+
+    frames_pattern: str
+    preview: Path | None
+    contact_sheet: Path | None
+    ran: list[str]
+    report: list[str]
+
+
+def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any = None) -> ReenactResult:
+    """Run (or resume) a reenactment job; see the module docstring for what it writes."""
+    from dvp_engine.facemodel import load_default_model
+    from dvp_engine.tracking.pipeline import track_video
+    from dvp_engine.transfer import apply_sets, transfer
+
+    out = s.out
+    work = out / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    tgt_npz, src_npz, new_npz = work / "target.npz", work / "source.npz", work / "reenacted.npz"
+    same = Path(s.source).resolve() == Path(s.target).resolve()
+    model_dir = s.model if s.model is not None else out / "model"
+    pattern = str(out / "frames" / "frame.####.exr")
+    report: list[str] = []
+
+    def stage_cb(name: str) -> Callable[[str, int, int], None] | None:
+        if progress is None:
+            return None
+        return lambda stage, done, total: progress(f"{name} {stage}", done, total)
+
+    def track_step(video: str, dest: Path, name: str) -> Step:
+        def run() -> None:
+            t = track_video(video, frames=s.track_frames, device=s.device, progress=stage_cb(name))
+            t.save(dest)
+
+        return Step(f"track {name}", run, [dest], {"video": Path(video), "frames": s.track_frames})
+
+    def train_step() -> Step:
+        def run() -> None:
+            train_portrait(
+                tgt_npz,
+                s.target,
+                model_dir,
+                size=s.size,
+                iters=s.iters,
+                batch=s.batch,
+                ngf=s.ngf,
+                device=s.device,
+                seed=s.seed,
+                resume=True,
+                bar=progress is None,
+                preview_every=max(1, s.iters // 4),
+                checkpoint_every=max(1, s.iters // 4),
+                log_every=max(1, min(50, s.iters // 20)),
+                on_log=on_log,
+                progress=stage_cb("train"),
+            )
+
+        settings = {
+            "track": tgt_npz,
+            "size": s.size,
+            "iters": s.iters,
+            "batch": s.batch,
+            "ngf": s.ngf,
+            "seed": s.seed,
+        }
+        return Step("train", run, [model_dir / "latest.json", model_dir / "dvp_model.json"], settings)
+
+    def transfer_step() -> Step:
+        def run() -> None:
+            target = FaceTrack.load(tgt_npz)
+            source = target if same else FaceTrack.load(src_npz)
+            weights = load_default_model().mouth_weights() if s.mode == "dubbing" else None
+            new, rep = transfer(
+                source,
+                target,
+                s.mode,
+                source_reference=s.source_reference,
+                target_reference=s.target_reference,
+                mouth_weights=weights,
+                n_frames=None if not same else target.n_frames,
+            )
+            for line in rep.lines():
+                log.info(line)
+            for c in s.curves:
+                new = apply_curves(new, CurveSet.load(c))
+            new = apply_sets(new, s.sets)
+            new.metadata["reenact"] = {"source": s.source, "target": s.target, "mode": s.mode, "sets": s.sets}
+            new.save(new_npz)
+
+        inputs = {
+            "target": tgt_npz,
+            "source": src_npz if not same else tgt_npz,
+            "mode": s.mode,
+            "curves": list(s.curves),
+            "sets": s.sets,
+            "refs": [s.source_reference, s.target_reference],
+        }
+        return Step("transfer", run, [new_npz], inputs)
+
+    def frames_wanted() -> list[int]:
+        new = FaceTrack.load(new_npz)
+        return [f for f in (s.frames or [int(x) for x in new.frames]) if f in set(new.frames.tolist())]
+
+    def render_step() -> Step:
+        inputs = {"track": new_npz, "model": model_dir / "latest.json", "frames": s.frames}
+
+        def run() -> None:
+            new = FaceTrack.load(new_npz)
+            wanted = frames_wanted()
+            done = [0]
+            # An interrupted render of the same inputs resumes; changed inputs re-render every frame.
+            marker = out / "frames" / ".dvp-render"
+            fp = fingerprint(inputs)
+            resume = marker.is_file() and marker.read_text().strip() == fp
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(marker, fp + "\n")
+
+            def tick(_: int) -> None:
+                done[0] += 1
+                if progress is not None:
+                    progress("render", done[0], len(wanted))
+
+            res = render_portrait(
+                model_dir,
+                new,
+                pattern,
+                frames=wanted,
+                device=s.device,
+                batch=min(s.batch, 8),
+                overwrite=not resume,
+                resume=resume,
+                track_label=str(new_npz),
+                progress=tick,
+            )
+            report.append(f"rendered {len(res.written)} frames ({len(res.skipped)} were already there)")
+
+        return Step("render", run, [out / "frames" / ".dvp-render"], inputs)
+
+    def preview_step() -> Step:
+        def run() -> None:
+            write_previews(s, new_npz, pattern, model_dir, out)
+
+        return Step(
+            "preview",
+            run,
+            [out / "preview.mp4", out / "contact_sheet.png"],
+            {"track": new_npz, "frames": out / "frames"},
+        )
+
+    existing = sorted((out / "frames").glob("frame.*")) if (out / "frames").is_dir() else []
+    if existing and not (out / STATE_NAME).is_file() and not s.overwrite:
+        raise DvpError(
+            f"the output folder already holds {len(existing)} frames from elsewhere; pass --overwrite to replace them",
+            path=out / "frames",
+        )
+    steps = [track_step(s.target, tgt_npz, "target")]
+    if not same:
+        steps.append(track_step(s.source, src_npz, "source"))
+    if s.model is None:
+        steps.append(train_step())
+    elif not (s.model / "dvp_model.json").is_file():
+        raise DvpError("not a trained model folder (no dvp_model.json)", path=s.model)
+    steps += [transfer_step(), render_step()]
+    if s.preview:
+        steps.append(preview_step())
+    ran = run_steps(steps, out, force=False)
+    return ReenactResult(
+        pattern,
+        out / "preview.mp4" if s.preview else None,
+        out / "contact_sheet.png" if s.preview else None,
+        ran,
+        report,
+    )
+
+
+def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: Path, out: Path) -> None:
+    """Side-by-side MP4 (source | conditioning | result) and a contact sheet PNG of the rendered frames."""
+    import torch
+
+    from dvp_engine.core.sequence import ImageSequence
+    from dvp_engine.io.colour import acescg_to_srgb_display
+    from dvp_engine.io.images import read_image
+    from dvp_engine.io.video import write_video
+    from dvp_engine.network.evaluate import write_contact_sheet
+
+    new = FaceTrack.load(new_npz)
+    info = ModelInfo.load(model_dir)
+    seq = ImageSequence.parse(pattern)
+    frames = [f for f in (s.frames or [int(x) for x in new.frames]) if seq.path(f).exists()]
+    if not frames:
+        raise DvpError("no rendered frames to preview", path=seq.directory)
+    size = info.framing.size
+    sub = new.select(frames)
+    cond, _ = conditioning_frames(sub, info.framing, device=s.device)
+    colour = cond[:, :3].astype(np.float32) / 255.0
+    results = []
+    for f in frames:
+        px, _ = read_image(seq.path(f))
+        results.append(np.clip(acescg_to_srgb_display(px[..., :3]), 0, 1))
+    res = resize_images(np.stack(results), size)
+    # the source frame shown at each output frame: the time mapping of the transfer
+    same = Path(s.source).resolve() == Path(s.target).resolve()
+    src_track = FaceTrack.load(out / "work" / ("target.npz" if same else "source.npz"))
+    t0 = int(new.frames[0])
+    src_frames = [
+        int(src_track.frames[0]) + int(round((f - t0) / float(new.rate) * float(src_track.rate)))
+        for f in frames
+    ]
+    src_frames = [min(max(x, int(src_track.frames[0])), int(src_track.frames[-1])) for x in src_frames]
+    framing_src = Framing.centred(src_track.width, src_track.height, size)
+    uniq = sorted(set(src_frames))
+    loaded = load_video_frames(s.source, uniq, framing_src)
+    lookup = {f: loaded[i].astype(np.float32) / 255.0 for i, f in enumerate(uniq)}
+    src = np.stack([lookup[f] for f in src_frames])
+    tiles = np.concatenate([src, colour, res], axis=3)  # (N, 3, S, 3S)
+    write_video(out / "preview.mp4", (t.transpose(1, 2, 0) for t in tiles), new.rate)
+    k = min(4, len(frames))
+    pick = [round(i * (len(frames) - 1) / max(1, k - 1)) for i in range(k)]
+    write_contact_sheet(out / "contact_sheet.png", [torch.from_numpy(a[pick]) for a in (src, colour, res)])

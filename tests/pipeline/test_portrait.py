@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dvp_engine.core.errors import InputError
+from dvp_engine.pipeline.portrait import Framing, ModelInfo, matte_from_mask, resize_images
+
+
+def test_framing_maps_intrinsics_into_the_crop() -> None:
+    f = Framing.centred(640, 480, 256)
+    assert (f.x0, f.y0, f.side) == (80, 0, 480)
+    fx, fy, cx, cy = f.intrinsics((1000.0, 1000.0, 319.5, 239.5))
+    assert fx == pytest.approx(1000 * 256 / 480)
+    # the plate's centre pixel maps to the network image's centre
+    assert (cx, cy) == pytest.approx((127.5, 127.5))
+    # a point projected in the plate lands at the matching place in the crop
+    X = np.array([0.03, -0.02, 0.6])
+    u = 1000 * X[0] / X[2] + 319.5
+    u_net = fx * X[0] / X[2] + cx
+    assert u_net == pytest.approx((u - 80 + 0.5) * 256 / 480 - 0.5)
+    img = np.arange(480 * 640).reshape(480, 640, 1)
+    assert f.crop(img).shape == (480, 480, 1) and f.crop(img)[0, 0, 0] == 80
+
+
+def test_resize_keeps_range_and_means() -> None:
+    rng = np.random.default_rng(0)
+    imgs = rng.uniform(size=(2, 64, 64, 3)).astype(np.float32)
+    small = resize_images(imgs, 16)
+    assert small.shape == (2, 3, 16, 16)
+    assert small.min() >= 0 and small.max() <= 1
+    np.testing.assert_allclose(small.mean(axis=(2, 3)), imgs.mean(axis=(1, 2)), atol=0.01)
+
+
+def test_matte_is_soft_and_covers_the_mask() -> None:
+    mask = np.zeros((1, 64, 64), np.float32)
+    mask[0, 20:44, 24:40] = 1
+    m = matte_from_mask(mask, 3)
+    assert m[0, 32, 32] == pytest.approx(1.0)
+    assert m[0, 0, 0] == 0.0
+    edge = m[0, 32, 24 - 3 : 24 + 4]
+    assert np.all(np.diff(m[0, 32, 10:25]) >= -1e-6) and 0 < edge.min() < 1  # a ramp, not a step
+
+
+def test_model_info_round_trip_and_errors(tmp_path: Path) -> None:
+    info = ModelInfo(Framing(0, 0, 512, 128), 11, "t.npz", "v.mp4", [1, 2], [3], [0.0] * 80, [0.0] * 80)
+    info.save(tmp_path)
+    assert ModelInfo.load(tmp_path) == info
+    with pytest.raises(InputError, match="not a dvp model folder"):
+        ModelInfo.load(tmp_path / "nope")
+    (tmp_path / "dvp_model.json").write_text('{"schema": "Other"}')
+    with pytest.raises(InputError, match="unknown model schema"):
+        ModelInfo.load(tmp_path)
