@@ -8,36 +8,51 @@ Running from a source checkout (tests, development) there is no vendored copy an
 
 from __future__ import annotations
 
+from importlib import import_module
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-try:  # the vendored copy inside the extension zip
-    from . import dvp_core as _core
-except ImportError:  # a source checkout or an installed dvp_engine
-    try:
-        import dvp_engine.core as _core
-    except ImportError as exc:  # pragma: no cover - only when the zip was built wrongly
-        raise ImportError(
-            "the DVP add-on cannot find dvp_engine.core: rebuild the zip with tools/build_blender_addon.py "
-            "or put the dvp repository on PYTHONPATH"
-        ) from exc
+if TYPE_CHECKING:  # type checkers see the source tree's copy
+    import dvp_engine.core as _core
+    from dvp_engine.core import (
+        Curve,
+        CurveSet,
+        DvpError,
+        FaceTrack,
+        InputError,
+        Key,
+        SchemaError,
+        apply_curves,
+        curves,
+        layout,
+        rotation,
+    )
+else:
+    try:  # the vendored copy inside the extension zip
+        from . import dvp_core as _core
+    except ImportError:  # a source checkout or an installed dvp_engine
+        try:
+            import dvp_engine.core as _core
+        except ImportError as exc:  # only when the zip was built wrongly
+            raise ImportError(
+                "the DVP add-on cannot find dvp_engine.core: rebuild the zip with "
+                "tools/build_blender_addon.py or put the dvp repository on PYTHONPATH"
+            ) from exc
+    FaceTrack = _core.FaceTrack
+    CurveSet = _core.CurveSet
+    Curve = _core.Curve
+    Key = _core.Key
+    DvpError = _core.DvpError
+    SchemaError = _core.SchemaError
+    InputError = _core.InputError
+    apply_curves = _core.apply_curves
+    layout = _core.layout
+    rotation = import_module(_core.__name__ + ".rotation")
+    curves = import_module(_core.__name__ + ".curves")
 
 core: ModuleType = _core
-from_vendored: bool = _core.__name__.startswith(__package__ or "~")
-
-FaceTrack = _core.FaceTrack
-CurveSet = _core.CurveSet
-Curve = _core.Curve
-Key = _core.Key
-DvpError = _core.DvpError
-SchemaError = _core.SchemaError
-InputError = _core.InputError
-apply_curves = _core.apply_curves
-layout = _core.layout
-
-from importlib import import_module  # noqa: E402
-
-rotation = import_module(_core.__name__ + ".rotation")
-curves = import_module(_core.__name__ + ".curves")
+#: True when the zip's own copy (``<add-on>.dvp_core``) is in use.
+from_vendored: bool = _core.__name__ == f"{__package__}.dvp_core"
 
 __all__ = [
     "Curve",

@@ -60,8 +60,10 @@ def key_fcurve(
     fc = bag.fcurves.find(data_path, index=index)
     if fc is not None:
         bag.fcurves.remove(fc)
-    fc = bag.fcurves.new(data_path, index=index, group_name=group) if group else bag.fcurves.new(
-        data_path, index=index
+    fc = (
+        bag.fcurves.new(data_path, index=index, group_name=group)
+        if group
+        else bag.fcurves.new(data_path, index=index)
     )
     n = len(f)
     fc.keyframe_points.add(n)

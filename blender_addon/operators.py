@@ -14,7 +14,7 @@ from .core import DvpError, FaceTrack
 from .properties import dvp_setting
 
 
-class DVP_OT_import_track(bpy.types.Operator, ImportHelper):
+class DVP_OT_import_track(bpy.types.Operator, ImportHelper):  # type: ignore[misc]
     """Import a dvp face track (.npz): a camera matching its intrinsics and a keyed head Empty"""
 
     bl_idname = "dvp.import_track"
@@ -50,7 +50,7 @@ class DVP_OT_import_track(bpy.types.Operator, ImportHelper):
         return {"FINISHED"}
 
 
-class DVP_OT_export_curves(bpy.types.Operator, ExportHelper):
+class DVP_OT_export_curves(bpy.types.Operator, ExportHelper):  # type: ignore[misc]
     """Evaluate the head at every output frame (NLA, modifiers, drivers baked) and write a
     dvp curve file (.json) or an edited track (.npz)"""
 
@@ -157,7 +157,7 @@ def run_job_blocking(context: bpy.types.Context, job: RenderJob) -> tuple[str, s
     return job.finish(context, result)
 
 
-class DVP_OT_render(bpy.types.Operator):
+class DVP_OT_render(bpy.types.Operator):  # type: ignore[misc]
     """Render the scene's frame range through dvp out of process (Esc cancels; frames written are kept)"""
 
     bl_idname = "dvp.render"

@@ -7,7 +7,7 @@ import bpy
 from . import operators
 
 
-class VIEW3D_PT_dvp(bpy.types.Panel):
+class VIEW3D_PT_dvp(bpy.types.Panel):  # type: ignore[misc]
     """Settings and the Import / Export / Render buttons."""
 
     bl_label = "Deep Video Portraits"

@@ -8,7 +8,7 @@ from bpy.props import EnumProperty, StringProperty
 ADDON_PACKAGE = __package__ or "dvp"
 
 
-class DVP_AddonPreferences(bpy.types.AddonPreferences):
+class DVP_AddonPreferences(bpy.types.AddonPreferences):  # type: ignore[misc]
     """Machine-wide defaults, kept in Blender's preferences."""
 
     bl_idname = ADDON_PACKAGE
@@ -24,7 +24,7 @@ class DVP_AddonPreferences(bpy.types.AddonPreferences):
         self.layout.prop(self, "dvp_executable")
 
 
-class DVP_SceneSettings(bpy.types.PropertyGroup):
+class DVP_SceneSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
     """Per-scene settings shown in the 3D View sidebar's DVP tab."""
 
     dvp_executable: StringProperty(  # type: ignore[valid-type]
@@ -69,10 +69,10 @@ def dvp_setting(context: bpy.types.Context) -> str:
     """The dvp path from the scene setting, else the add-on preference ('' if neither is set)."""
     settings = getattr(context.scene, "dvp", None)
     if settings is not None and settings.dvp_executable:
-        return bpy.path.abspath(settings.dvp_executable)
+        return str(bpy.path.abspath(settings.dvp_executable))
     addon = context.preferences.addons.get(ADDON_PACKAGE)
     if addon is not None and addon.preferences is not None and addon.preferences.dvp_executable:
-        return bpy.path.abspath(addon.preferences.dvp_executable)
+        return str(bpy.path.abspath(addon.preferences.dvp_executable))
     return ""
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -258,7 +259,9 @@ def scene_intrinsics(
     """``((fx, fy, cx, cy), width, height)`` of a camera under the scene's render settings."""
     r = scene.render
     cam = camera.data
-    if cam.sensor_fit not in ("HORIZONTAL", "AUTO") or (cam.sensor_fit == "AUTO" and r.resolution_y > r.resolution_x):
+    if cam.sensor_fit not in ("HORIZONTAL", "AUTO") or (
+        cam.sensor_fit == "AUTO" and r.resolution_y > r.resolution_x
+    ):
         raise InputError(f"{camera.name}: export needs sensor fit Horizontal (as Import Track sets it)")
     params = convert.CameraParams(
         lens_mm=cam.lens,
@@ -273,7 +276,9 @@ def scene_intrinsics(
     return convert.camera_to_intrinsics(params), r.resolution_x, r.resolution_y
 
 
-def curve_set(frames: npt.ArrayLike, channels: dict[str, npt.ArrayLike], metadata: dict[str, Any]) -> CurveSet:
+def curve_set(
+    frames: npt.ArrayLike, channels: Mapping[str, npt.ArrayLike], metadata: dict[str, Any]
+) -> CurveSet:
     """An ``override`` curve per channel with a linear key at every frame; ``face.*`` controls last."""
     fr = np.asarray(frames, dtype=np.float64).reshape(-1)
     order = sorted(channels, key=lambda n: (n.startswith("face."), 0))

@@ -44,7 +44,9 @@ def build(out_dir: Path, addon: Path = ADDON, core: Path = CORE) -> Path:
     """Write ``<out_dir>/<id>-<version>.zip`` atomically and return its path."""
     info = manifest(addon)
     if (addon / VENDOR_NAME).exists():
-        raise SystemExit(f"{addon / VENDOR_NAME} exists in the source tree; remove it (it is built, not kept)")
+        raise SystemExit(
+            f"{addon / VENDOR_NAME} exists in the source tree; remove it (it is built, not kept)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     dest = out_dir / f"{info['id']}-{info['version']}.zip"
     tmp = dest.with_suffix(".zip.tmp")

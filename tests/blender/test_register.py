@@ -18,8 +18,8 @@ def _snapshot(bpy: Any) -> dict[str, Any]:
         "types": set(dir(bpy.types)),
         "scene_dvp": hasattr(bpy.types.Scene, "dvp"),
         "ops": set(dir(bpy.ops.dvp)),
-        "import_menu": len(getattr(bpy.types.TOPBAR_MT_file_import, "_dyn_ui_initialize")()),
-        "export_menu": len(getattr(bpy.types.TOPBAR_MT_file_export, "_dyn_ui_initialize")()),
+        "import_menu": len(bpy.types.TOPBAR_MT_file_import._dyn_ui_initialize()),
+        "export_menu": len(bpy.types.TOPBAR_MT_file_export._dyn_ui_initialize()),
     }
 
 
