@@ -39,7 +39,11 @@ def stats(a: np.ndarray) -> dict[str, float]:
     a = a[np.isfinite(a)]
     if a.size == 0:
         return {}
-    return {"mean": round(float(a.mean()), 4), "median": round(float(np.median(a)), 4), "max": round(float(a.max()), 4)}
+    return {
+        "mean": round(float(a.mean()), 4),
+        "median": round(float(np.median(a)), 4),
+        "max": round(float(a.max()), 4),
+    }
 
 
 def bench_clip(path: Path, n_frames: int, keyframes: int, model, devices: list[str]) -> dict:
@@ -54,7 +58,9 @@ def bench_clip(path: Path, n_frames: int, keyframes: int, model, devices: list[s
     t0 = time.perf_counter()
     obs = [source(img) for img in images]
     out["landmarks_ms_per_frame"] = round(1000 * (time.perf_counter() - t0) / len(images), 2)
-    out["landmark_source"] = type(source).__name__ if not isinstance(source, DlibLandmarks) else "DlibLandmarks"
+    out["landmark_source"] = (
+        type(source).__name__ if not isinstance(source, DlibLandmarks) else "DlibLandmarks"
+    )
     out["faces_found"] = int(sum(o.found for o in obs))
 
     keys = pick_keyframes(obs, keyframes)
@@ -62,8 +68,7 @@ def bench_clip(path: Path, n_frames: int, keyframes: int, model, devices: list[s
     for device in devices:
         st = TrackerSettings(device=device, batch_size=4 if device == "cpu" else 64)
         tracker = Tracker(model, w, h, st)
-        if device != "cpu":  # warm up kernels / allocations
-            Tracker(model, w, h, st).track(images[:4], obs[:4])
+        Tracker(model, w, h, st).track(images[:4], obs[:4])  # warm-up (imports, kernels, allocations)
         t0 = time.perf_counter()
         tracker.fit_identity([images[i] for i in keys], [obs[i] for i in keys])
         t_id = time.perf_counter() - t0
@@ -76,14 +81,18 @@ def bench_clip(path: Path, n_frames: int, keyframes: int, model, devices: list[s
             "identity_ms_per_keyframe": round(1000 * t_id / max(len(keys), 1), 2),
             "identity_keyframes": len(keys),
             # the paper's "all parameters" figure: one frame of tracking plus one keyframe's share of identity
-            "identity_plus_tracking_ms_per_frame": round(1000 * (t_tr / len(images) + t_id / max(len(keys), 1)), 2),
+            "identity_plus_tracking_ms_per_frame": round(
+                1000 * (t_tr / len(images) + t_id / max(len(keys), 1)), 2
+            ),
             "landmark_error_over_iod": stats(res.landmark_error),
             "photometric_l1": stats(res.photo_error),
             "confidence": stats(res.confidence) | {"min": round(float(res.confidence.min()), 4)},
             "valid_fraction": round(float(res.valid.mean()), 4),
         }
     if "cpu" in results and "cuda" in results:
-        out["cuda_vs_cpu_max_abs_param_diff"] = float(np.abs(results["cuda"].params - results["cpu"].params).max())
+        out["cuda_vs_cpu_max_abs_param_diff"] = float(
+            np.abs(results["cuda"].params - results["cpu"].params).max()
+        )
     return out
 
 

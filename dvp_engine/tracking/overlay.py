@@ -119,7 +119,9 @@ def rasterise_vertex_colours(
     return img, np.isfinite(zbuf)
 
 
-def model_colours(model: Any, track: FaceTrack, index: int, xc: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def model_colours(
+    model: Any, track: FaceTrack, index: int, xc: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
     """Per-vertex model colour ``(N, 3)`` of one track row: albedo times SH shading (camera-frame normals)."""
     from .solver import sh_basis, vertex_normals
 
@@ -127,7 +129,8 @@ def model_colours(model: Any, track: FaceTrack, index: int, xc: npt.NDArray[np.f
     normals = vertex_normals(np, xc[None], np.asarray(model.faces, np.int64))[0]
     gamma = params[layout.FRAME_LAYOUT["sh"]].reshape(9, 3)
     albedo = np.asarray(model.albedo(track.reflectance.astype(np.float64)), np.float64)[0]
-    return np.clip(albedo * (sh_basis(np, normals) @ gamma), 0.0, 1.0)
+    out: npt.NDArray[np.float64] = np.clip(albedo * (sh_basis(np, normals) @ gamma), 0.0, 1.0)
+    return out
 
 
 def render_params(
@@ -237,7 +240,9 @@ def draw_overlay(
         base = img[..., :3].astype(np.float64) / 255.0
         xc, pix, _ = project_track_frame(model, track, i)
         if shaded > 0:
-            shade, mask = rasterise_vertex_colours(pix, xc[:, 2], model_colours(model, track, i, xc), faces, base)
+            shade, mask = rasterise_vertex_colours(
+                pix, xc[:, 2], model_colours(model, track, i, xc), faces, base
+            )
             base = np.where(mask[..., None], (1 - shaded) * base + shaded * shade, base)
         buf = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, oiio.FLOAT))
         buf.set_pixels(oiio.ROI(0, w, 0, h, 0, 1, 0, 3), base.astype(np.float32))
@@ -264,11 +269,15 @@ def draw_overlay(
         for x, y in pix[lm_idx]:
             _dot(oiio, buf, x, y, (0.1, 0.9, 1.0), 1)
         for p0, p1 in gaze_rays(model, track, i):
-            oiio.ImageBufAlgo.render_line(buf, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), (1.0, 0.9, 0.0))
+            oiio.ImageBufAlgo.render_line(
+                buf, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), (1.0, 0.9, 0.0)
+            )
             _dot(oiio, buf, p0[0], p0[1], (1.0, 0.9, 0.0), 2)
         text = f"frame {f}  confidence {float(conf[i]):.2f}" + ("" if ok else "  LOST (held)")
         size = max(12, h // 32)
-        oiio.ImageBufAlgo.render_text(buf, 6, size + 4, text, size, "", (1.0, 1.0, 1.0) if ok else (1.0, 0.3, 0.2))
+        oiio.ImageBufAlgo.render_text(
+            buf, 6, size + 4, text, size, "", (1.0, 1.0, 1.0) if ok else (1.0, 0.3, 0.2)
+        )
         path = out / f"overlay.{f:04d}.png"
         with atomic_path(path) as tmp:
             outbuf = oiio.ImageBufAlgo.channels(buf, (0, 1, 2))

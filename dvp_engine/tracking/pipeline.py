@@ -36,13 +36,15 @@ state between calls (box tracking), so call them on the frames in order."""
 
 # ---------------------------------------------------------------------------------------------------- decoding
 def read_source(
-    source: str | Path, frames: Iterable[int] | str | None = None
+    source: str | Path, frames: Iterable[int] | str | None = None, *, errors: dict[int, str] | None = None
 ) -> tuple[list[int], list[npt.NDArray[np.uint8]], Fraction]:
     """Decode the requested frames of a movie or image sequence (through :mod:`dvp_engine.io.video`).
 
     Args:
         source: a movie file (frames numbered from 1, docs/conventions.md) or an image-sequence pattern.
         frames: frame numbers (an iterable or a range string such as ``"1-20"``); None = all.
+        errors: if given, unreadable frames of an image sequence do not raise: their message is stored here
+            by frame number and their image is an all-zero frame (the tracker then flags them lost).
 
     Returns:
         ``(frame numbers, (H, W, 3) uint8 sRGB images, frame rate)``; the rate of an image sequence is taken
@@ -58,11 +60,26 @@ def read_source(
             rate = Fraction(video.rate)
     numbers: list[int] = []
     images: list[npt.NDArray[np.uint8]] = []
-    for num, rgb in read_frames(source, frames):
+    bad: dict[int, str] = {}
+
+    def on_error(exc: Exception) -> None:
+        frame = getattr(exc, "frame", None)
+        if frame is None:
+            raise exc
+        bad[int(frame)] = f"unreadable frame ({exc})"
+
+    for num, rgb in read_frames(source, frames, on_error=on_error if errors is not None else None):
         numbers.append(int(num))
         images.append(_to_uint8(rgb))
     if not numbers:
-        raise InputError("no frames to track", path=source)
+        raise InputError("no readable frames", path=source)
+    if bad and errors is not None:
+        errors.update(bad)
+        blank = np.zeros_like(images[0])
+        for f in bad:
+            k = int(np.searchsorted(numbers, f))
+            numbers.insert(k, f)
+            images.insert(k, blank)
     return numbers, images, rate
 
 
@@ -122,7 +139,11 @@ def _observation_from(res: Any, img: npt.NDArray[np.uint8], eyes: Any) -> FrameO
     if eyes is not None and hasattr(eyes, "measure_eyes"):
         try:
             e = eyes.measure_eyes(img, np.asarray(pts, np.float64))
-            pupils = np.asarray(getattr(e, "pupils", None), np.float64) if getattr(e, "pupils", None) is not None else None
+            pupils = (
+                np.asarray(getattr(e, "pupils", None), np.float64)
+                if getattr(e, "pupils", None) is not None
+                else None
+            )
             pconf = np.asarray(getattr(e, "pupil_confidence", np.zeros(2)), np.float64)
         except Exception as exc:  # pragma: no cover
             log.debug("eyes measurement failed: %s", exc)
@@ -146,8 +167,14 @@ class DlibLandmarks:
 
         spec = importlib.util.find_spec("face_recognition_models")
         if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError("face-recognition-models is not installed (it ships the 68-point dlib predictor)")
-        path = Path(list(spec.submodule_search_locations)[0]) / "models" / "shape_predictor_68_face_landmarks.dat"
+            raise RuntimeError(
+                "face-recognition-models is not installed (it ships the 68-point dlib predictor)"
+            )
+        path = (
+            Path(list(spec.submodule_search_locations)[0])
+            / "models"
+            / "shape_predictor_68_face_landmarks.dat"
+        )
         self.detector = dlib.get_frontal_face_detector()
         self.predictor = dlib.shape_predictor(str(path))
         self.upsample = upsample
@@ -189,7 +216,15 @@ def pick_keyframes(observations: Sequence[FrameObservation], k: int) -> list[int
 def model_fingerprint(model: Any) -> str:
     """sha256 (first 16 hex digits) of the model's arrays."""
     h = hashlib.sha256()
-    for name in ("mean_shape", "faces", "id_basis", "expr_basis", "blink_basis", "mean_albedo", "albedo_basis"):
+    for name in (
+        "mean_shape",
+        "faces",
+        "id_basis",
+        "expr_basis",
+        "blink_basis",
+        "mean_albedo",
+        "albedo_basis",
+    ):
         h.update(np.ascontiguousarray(getattr(model, name)).tobytes())
     return h.hexdigest()[:16]
 
@@ -237,8 +272,11 @@ def track_video(
     if on_bad_frame not in ("flag", "error"):
         raise ValueError(f"on_bad_frame must be 'flag' or 'error', got {on_bad_frame!r}")
     t_start = time.perf_counter()
+    unreadable: dict[int, str] = {}
     if images is None:
-        numbers, imgs, fps = read_source(source, frames)
+        numbers, imgs, fps = read_source(
+            source, frames, errors=None if on_bad_frame == "error" else unreadable
+        )
     else:
         imgs = [_to_uint8(np.asarray(i)) for i in images]
         numbers = list(frame_numbers) if frame_numbers is not None else list(range(1, len(imgs) + 1))
@@ -248,7 +286,9 @@ def track_video(
     h, w = imgs[0].shape[:2]
     for num, img in zip(numbers, imgs, strict=True):
         if img.shape[:2] != (h, w):
-            raise InputError(f"frame size {img.shape[1]}x{img.shape[0]} differs from {w}x{h}", path=source, frame=num)
+            raise InputError(
+                f"frame size {img.shape[1]}x{img.shape[0]} differs from {w}x{h}", path=source, frame=num
+            )
     if model is None:
         from dvp_engine.facemodel import load_default_model
 
@@ -265,10 +305,13 @@ def track_video(
     t0 = time.perf_counter()
     obs: list[FrameObservation] = []
     for i, img in enumerate(imgs):
-        try:
-            o = lsrc(img)
-        except Exception as exc:  # a corrupt frame must not end the track
-            o = FrameObservation(None, 0.0, message=f"landmark detection failed ({exc})")
+        if numbers[i] in unreadable:
+            o = FrameObservation(None, 0.0, message=unreadable[numbers[i]])
+        else:
+            try:
+                o = lsrc(img)
+            except Exception as exc:  # a corrupt frame must not end the track
+                o = FrameObservation(None, 0.0, message=f"landmark detection failed ({exc})")
         if not o.found and on_bad_frame == "error":
             raise InputError(o.message or "no face found", path=source, frame=numbers[i])
         if o.message:

@@ -407,7 +407,7 @@ def visibility(
     depth = xp.where(front, xc[..., 2], 1e6)
     near = segment_min_mask(xp, key.reshape(-1), depth.reshape(-1), settings.depth_tolerance).reshape(b, n)
     ok = near & (facing > settings.grazing_cos)
-    return ok[:, subset].astype(xp.float64)  # type: ignore[no-any-return]
+    return ok[:, subset].astype(xp.float64)
 
 
 def _ns(a: Array) -> types.ModuleType:
@@ -869,4 +869,4 @@ def solve_gaze(
         g = g + reg * (ang - ang0) * 0.0
         step = xp.linalg.solve(a, -g[..., None])[..., 0]
         ang = xp.clip(ang + step, -math.pi / 4, math.pi / 4)
-    return ang.reshape(b, 4)  # type: ignore[no-any-return]
+    return ang.reshape(b, 4)

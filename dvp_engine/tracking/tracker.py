@@ -97,7 +97,9 @@ class TrackerSettings:
         return d
 
 
-def default_intrinsics(width: int, height: int, focal_factor: float = 2.0) -> tuple[float, float, float, float]:
+def default_intrinsics(
+    width: int, height: int, focal_factor: float = 2.0
+) -> tuple[float, float, float, float]:
     """``(fx, fy, cx, cy)``: ``fx = fy = focal_factor * max(w, h)``, principal point at the image centre."""
     f = float(focal_factor) * max(width, height)
     return (f, f, (width - 1) / 2.0, (height - 1) / 2.0)
@@ -169,7 +171,9 @@ def from_packed(packed: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64
     return local, p[:, L["gaze"]].copy()
 
 
-def smooth_params(params: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_], sigma: float) -> npt.NDArray[np.float64]:
+def smooth_params(
+    params: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_], sigma: float
+) -> npt.NDArray[np.float64]:
     """Gaussian temporal smoothing of every packed curve within runs of valid frames.
 
     Lost frames are left as they are and never mix into valid ones; each run is smoothed separately with a
@@ -245,7 +249,9 @@ class Tracker:
         for i, o in enumerate(obs):
             if o.found and o.landmarks is not None:
                 lm[i] = o.landmarks
-                lw[i] = np.clip(np.broadcast_to(np.asarray(o.landmark_confidence, np.float64), (68,)), 0.0, 1.0)
+                lw[i] = np.clip(
+                    np.broadcast_to(np.asarray(o.landmark_confidence, np.float64), (68,)), 0.0, 1.0
+                )
         d = lm[:, 45] - lm[:, 36]
         scale = np.maximum(np.sqrt((d * d).sum(-1)), 1.0)
         images = None
@@ -404,7 +410,14 @@ class Tracker:
                         pw[r] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
                 gaze_start = np.tile(prev_gaze, (len(found), 1))
                 gaze = asnumpy(
-                    S.solve_gaze(self.m, x, xp.asarray(pup), xp.asarray(pw), self.intrinsics, start=xp.asarray(gaze_start))
+                    S.solve_gaze(
+                        self.m,
+                        x,
+                        xp.asarray(pup),
+                        xp.asarray(pw),
+                        self.intrinsics,
+                        start=xp.asarray(gaze_start),
+                    )
                 )
                 t_gaze += time.perf_counter() - t0
                 xn = asnumpy(x)
@@ -462,9 +475,12 @@ class Tracker:
         rot, _ = euler_rotation(xp, local[:, S.ROT])
         lm_idx = self.m.landmarks
         b = local.shape[0]
-        v = self._shape[lm_idx][None] + (
-            local[:, S.EXPR] @ self.m.expr_basis + local[:, S.BLINK] @ self.m.blink_basis
-        ).reshape(b, self.m.n, 3)[:, lm_idx]
+        v = (
+            self._shape[lm_idx][None]
+            + (local[:, S.EXPR] @ self.m.expr_basis + local[:, S.BLINK] @ self.m.blink_basis).reshape(
+                b, self.m.n, 3
+            )[:, lm_idx]
+        )
         xc = xp.einsum("bij,bnj->bni", rot, v) + local[:, None, S.TRANS]
         return S.project(xc, self.intrinsics)
 

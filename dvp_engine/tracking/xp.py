@@ -28,7 +28,7 @@ def get_xp(device: str = "cpu") -> types.ModuleType:
         return np
     if device.startswith("cuda"):
         try:
-            import cupy  # type: ignore[import-not-found]
+            import cupy
         except ImportError as exc:  # pragma: no cover - depends on the machine
             raise RuntimeError(
                 "device 'cuda' needs CuPy: pip install 'dvp[cuda]' (cupy-cuda12x) on a machine with a CUDA GPU"
@@ -41,7 +41,8 @@ def get_xp(device: str = "cpu") -> types.ModuleType:
             raise RuntimeError("device 'cuda': no CUDA device present")
         if ":" in device:
             cupy.cuda.Device(int(device.split(":", 1)[1])).use()
-        return cupy  # type: ignore[no-any-return]
+        module: types.ModuleType = cupy
+        return module
     raise ValueError(f"unknown device {device!r}: use 'cpu' or 'cuda'")
 
 
@@ -58,16 +59,18 @@ def namespace_of(a: Array) -> types.ModuleType:
     """``numpy`` or ``cupy``, whichever owns ``a``."""
     mod = type(a).__module__
     if mod.startswith("cupy"):
-        import cupy  # type: ignore[import-not-found]
+        import cupy
 
-        return cupy  # type: ignore[no-any-return]
+        module: types.ModuleType = cupy
+        return module
     return np
 
 
 def asnumpy(a: Array) -> np.ndarray:
     """A numpy copy/view of a numpy or CuPy array."""
     if hasattr(a, "get") and type(a).__module__.startswith("cupy"):
-        return a.get()  # type: ignore[no-any-return]
+        out: np.ndarray = a.get()
+        return out
     return np.asarray(a)
 
 
@@ -192,7 +195,7 @@ def segment_min_mask(xp: types.ModuleType, keys: Array, values: Array, tol: Arra
     sorted_keys = keys[order]
     first = xp.searchsorted(sorted_keys, keys, side="left")
     group_min = values[order][first]
-    return values <= group_min + tol  # type: ignore[no-any-return]
+    return values <= group_min + tol
 
 
 def scatter_add_rows(xp: types.ModuleType, index: Array, values: Array, n: int) -> Array:

@@ -51,8 +51,8 @@ def synthetic_scene(model, n_frames: int, size: int, seed: int, *, identity=None
     local = np.zeros((n_frames, S.N_LOCAL))
     local[:, S.ROT] = np.deg2rad(rng.uniform(-12, 12, (n_frames, 3)))
     local[:, S.TRANS] = np.array([0.01, -0.005, 0.7]) + rng.normal(size=(n_frames, 3)) * [0.005, 0.005, 0.02]
-    local[:, S.EXPR] = rng.normal(size=(n_frames, 64)) * np.asarray(model.expr_std) * np.where(
-        np.arange(64) < 10, 1.0, 0.2
+    local[:, S.EXPR] = (
+        rng.normal(size=(n_frames, 64)) * np.asarray(model.expr_std) * np.where(np.arange(64) < 10, 1.0, 0.2)
     )
     local[:, S.BLINK] = rng.uniform(0.0, 0.8, (n_frames, 2))
     local[:, S.SH] = S.ambient_sh(np) * 0.9
@@ -175,7 +175,10 @@ def test_explicit_jacobians_match_finite_differences(model):
     # photometric, geometric columns on a smooth image (where central differences are the derivative):
     # pose columns are exact (rotation includes the turning normals), expression drops the normals' change
     yy, xx = np.mgrid[0:160, 0:160].astype(np.float64)
-    smooth = np.stack([0.5 + 0.3 * np.sin(xx / 13.0), 0.5 + 0.3 * np.cos(yy / 11.0), 0.5 + 0.2 * np.sin((xx + yy) / 17.0)], -1)
+    smooth = np.stack(
+        [0.5 + 0.3 * np.sin(xx / 13.0), 0.5 + 0.3 * np.cos(yy / 11.0), 0.5 + 0.2 * np.sin((xx + yy) / 17.0)],
+        -1,
+    )
     o.images = smooth[None]
     o.image_scale = 1.0
     lin = S.linearise(m, o, local, st, irls_ref=ref)
@@ -227,7 +230,9 @@ def test_gaze_solver_is_exact_without_noise(model):
     for f in range(3):
         for e, c in enumerate((model.eyeball_left_center, model.eyeball_right_center)):
             d = layout.gaze_direction(np.rad2deg(gaze[f, 2 * e]), np.rad2deg(gaze[f, 2 * e + 1]))
-            pupils[f, e] = S.project((rot[f] @ (c + model.eyeball_radius * d) + local[f, S.TRANS])[None], intr)[0]
+            pupils[f, e] = S.project(
+                (rot[f] @ (c + model.eyeball_radius * d) + local[f, S.TRANS])[None], intr
+            )[0]
     got = S.solve_gaze(m, local, pupils, np.ones((3, 2)), intr)
     np.testing.assert_allclose(np.rad2deg(got), np.rad2deg(gaze), atol=0.05)
 

@@ -178,7 +178,9 @@ def test_numpy_and_cupy_give_the_same_parameters(model):
     packed, images, obs, intr = _scene(model, 4, seed=3)
     out = {}
     for device in ("cpu", "cuda"):
-        tr = Tracker(model, 160, 160, TrackerSettings(identity_keyframes=0, device=device, batch_size=4), intr)
+        tr = Tracker(
+            model, 160, 160, TrackerSettings(identity_keyframes=0, device=device, batch_size=4), intr
+        )
         out[device] = tr.track(images, obs)
     np.testing.assert_allclose(out["cuda"].params, out["cpu"].params, atol=1e-4)
     np.testing.assert_array_equal(out["cuda"].valid, out["cpu"].valid)
