@@ -86,32 +86,56 @@ class RenderJob:
 
     @classmethod
     def prepare(cls, context: bpy.types.Context) -> RenderJob:
-        """Check settings, export the edited head to a track beside the output and build the command.
+        """Check settings, export the evaluated head beside the output and build the ``dvp`` command.
+
+        ``render``: the head is exported as a track (``dvp_edited_track.npz`` in the output folder) and
+        rendered with ``--model``. ``reenact``: the chosen channel groups are exported as a curve file
+        (``<job>/blender_curves.json``) applied over the transfer.
 
         Raises:
             runner.DvpNotFound: no ``dvp`` executable.
-            DvpError: missing model/output settings, no head Empty, unwritable folder.
+            DvpError: missing settings, no head Empty, unwritable folder.
         """
         settings = context.scene.dvp
-        dvp = runner.find_dvp(dvp_setting(context))
-        if not settings.model:
-            raise DvpError("set the model folder in the DVP panel (3D View sidebar > DVP)")
-        model = bpy.path.abspath(settings.model)
-        pattern = bpy.path.abspath(settings.output)
-        if pattern.startswith("//"):
-            raise DvpError("save the .blend first or give an absolute output path (it starts with //)")
-        if "#" not in Path(pattern).name:
-            raise DvpError(f"the output needs #### for the frame number, got {pattern!r}")
-        out_dir = Path(pattern).parent
-        out_dir.mkdir(parents=True, exist_ok=True)
-        head = scene_io.find_head(context)
-        track_path = out_dir / "dvp_edited_track.npz"
-        scene_io.export(context, track_path, head)
         scene = context.scene
+        dvp = runner.find_dvp(dvp_setting(context))
         first, last, step = scene.frame_start, scene.frame_end, max(1, scene.frame_step)
         frames = f"{first}-{last}" + (f"x{step}" if step > 1 else "")
-        command = runner.render_command(dvp, settings.mode, model, str(track_path), pattern, frames)
-        return cls(command, pattern, first, last, step, track_path)
+        model = _abspath(settings.model, "model folder") if settings.model else ""
+        head = scene_io.find_head(context)
+        if settings.mode == "render":
+            if not model:
+                raise DvpError("set the model folder in the DVP panel (3D View sidebar > DVP)")
+            pattern = _abspath(settings.output, "output")
+            if "#" not in Path(pattern).name:
+                raise DvpError(f"the output needs #### for the frame number, got {pattern!r}")
+            out_dir = Path(pattern).parent
+            out_dir.mkdir(parents=True, exist_ok=True)
+            edit_path = out_dir / "dvp_edited_track.npz"
+            scene_io.export(context, edit_path, head)
+            command = runner.render_command(
+                dvp, model, str(edit_path), pattern, frames, existing=settings.existing
+            )
+        else:
+            if not settings.source or not settings.target:
+                raise DvpError("reenact needs the source and target videos (DVP panel: Source, Target)")
+            job = Path(_abspath(settings.job, "job folder"))
+            job.mkdir(parents=True, exist_ok=True)
+            edit_path = job / "blender_curves.json"
+            groups = set(settings.curve_groups)
+            scene_io.export(context, edit_path, head, keep=lambda n: scene_io.channel_group(n) in groups)
+            command = runner.reenact_command(
+                dvp,
+                _abspath(settings.source, "source"),
+                _abspath(settings.target, "target"),
+                str(job),
+                settings.reenact_mode,
+                model or None,
+                frames,
+                [str(edit_path)],
+            )
+            pattern = runner.reenact_output(job)
+        return cls(command, pattern, first, last, step, edit_path)
 
     @property
     def total(self) -> int:
@@ -132,6 +156,13 @@ class RenderJob:
         if files:
             load_frames(context, files, self.first)
         return "INFO", f"{result.message()}: {len(files)} frame(s) in {Path(self.pattern).parent}"
+
+
+def _abspath(path: str, what: str) -> str:
+    out = str(bpy.path.abspath(path))
+    if out.startswith("//"):
+        raise DvpError(f"save the .blend first or give an absolute {what} path ({path} is relative to it)")
+    return out
 
 
 def load_frames(context: bpy.types.Context, files: list[Path], first_frame: int) -> None:
@@ -197,7 +228,7 @@ class DVP_OT_render(bpy.types.Operator):  # type: ignore[misc]
         self._job = job
         wm = context.window_manager
         self._timer = wm.event_timer_add(0.2, window=context.window)
-        wm.progress_begin(0, job.total)
+        wm.progress_begin(0, 1000)
         context.workspace.status_text_set(f"dvp {context.scene.dvp.mode}: starting (Esc to cancel)")
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -223,7 +254,7 @@ class DVP_OT_render(bpy.types.Operator):  # type: ignore[misc]
             return {"PASS_THROUGH"}
         for ev in proc.poll():
             if isinstance(ev, runner.Progress):
-                context.window_manager.progress_update(ev.done)
+                context.window_manager.progress_update(int(1000 * ev.done / max(1, ev.total)))
                 context.workspace.status_text_set(
                     f"dvp {context.scene.dvp.mode}: {ev.done}/{ev.total} frame {ev.frame} (Esc to cancel)"
                 )

@@ -24,10 +24,21 @@ class VIEW3D_PT_dvp(bpy.types.Panel):  # type: ignore[misc]
         col.operator(operators.DVP_OT_export_curves.bl_idname, icon="EXPORT")
         layout.separator()
         layout.prop(settings, "dvp_executable")
-        layout.prop(settings, "model")
-        layout.prop(settings, "output")
         layout.prop(settings, "mode", expand=True)
+        layout.prop(settings, "model")
+        if settings.mode == "render":
+            layout.prop(settings, "output")
+            layout.prop(settings, "existing")
+        else:
+            layout.prop(settings, "source")
+            layout.prop(settings, "target")
+            layout.prop(settings, "reenact_mode")
+            layout.prop(settings, "job")
+            layout.label(text="Blender curves override:")
+            layout.prop(settings, "curve_groups", expand=True)
         layout.prop(settings, "load_result")
+        scene = context.scene
+        layout.label(text=f"Frames {scene.frame_start}-{scene.frame_end} (scene range)")
         layout.operator(operators.DVP_OT_render.bl_idname, icon="RENDER_ANIMATION")
 
 

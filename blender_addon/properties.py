@@ -49,10 +49,72 @@ class DVP_SceneSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
     mode: EnumProperty(  # type: ignore[valid-type]
         name="Mode",
         items=(
-            ("render", "Render", "dvp render: the conditioning renders through the model"),
-            ("reenact", "Reenact", "dvp reenact: re-animate the target video with the edited head"),
+            (
+                "render",
+                "Render",
+                "dvp render: the edited head (exported as a track) through the trained model",
+            ),
+            (
+                "reenact",
+                "Reenact",
+                "dvp reenact: a source-to-target job with the edited curves applied on top",
+            ),
         ),
         default="render",
+    )
+    existing: EnumProperty(  # type: ignore[valid-type]
+        name="Existing frames",
+        description="What dvp render does with output frames already on disk",
+        items=(
+            ("overwrite", "Overwrite", "replace them (--overwrite)"),
+            ("resume", "Resume", "skip them (--resume)"),
+            ("fail", "Stop", "refuse to render over them"),
+        ),
+        default="overwrite",
+    )
+    source: StringProperty(  # type: ignore[valid-type]
+        name="Source",
+        description="Reenact: the source actor's video (movie or image sequence)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    target: StringProperty(  # type: ignore[valid-type]
+        name="Target",
+        description="Reenact: the target actor's video (movie or image sequence)",
+        subtype="FILE_PATH",
+        default="",
+    )
+    reenact_mode: EnumProperty(  # type: ignore[valid-type]
+        name="Transfer",
+        description="Reenact: which parameters come from the source (dvp reenact --mode)",
+        items=(
+            ("full", "Full", "head pose, expression, gaze and blinks"),
+            ("expression", "Expression", "expression only"),
+            ("gaze", "Gaze", "gaze and blinks only"),
+            ("pose", "Pose", "head pose only"),
+            ("dubbing", "Dubbing", "mouth only (visual dubbing)"),
+        ),
+        default="full",
+    )
+    job: StringProperty(  # type: ignore[valid-type]
+        name="Job folder",
+        description="Reenact: the job folder (frames land in <job>/frames/frame.####.exr)",
+        subtype="DIR_PATH",
+        default="//dvp_reenact/",
+    )
+    curve_groups: EnumProperty(  # type: ignore[valid-type]
+        name="Curves",
+        description="Reenact: the channel groups whose Blender curves override the transferred values",
+        items=(
+            ("head", "Head", "head.rx .. head.tz"),
+            ("gaze", "Gaze", "gaze.*"),
+            ("blink", "Blink", "blink.*"),
+            ("controls", "Controls", "named face.* controls"),
+            ("expression", "Expression", "raw expr.*"),
+            ("light", "Light", "light.sh.*"),
+        ),
+        options={"ENUM_FLAG"},
+        default={"gaze", "blink"},
     )
     load_result: EnumProperty(  # type: ignore[valid-type]
         name="Load result",

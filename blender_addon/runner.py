@@ -224,23 +224,56 @@ def run_dvp(
 
 def render_command(
     dvp: str,
-    mode: str,
     model: str,
     track: str,
     output: str,
     frames: str | None = None,
-    curves: str | None = None,
+    curves: Sequence[str] = (),
+    existing: str = "overwrite",
 ) -> list[str]:
-    """The ``dvp render|reenact --model DIR --track T -o OUT [--frames R] [--curves C]`` command line."""
-    if mode not in ("render", "reenact"):
-        raise ValueError(f"mode must be 'render' or 'reenact', got {mode!r}")
-    cmd = [dvp, mode, "--model", model, "--track", track, "-o", output]
+    """``dvp render --model DIR --track T -o OUT [--frames R] [--curves C ...] [--overwrite|--resume]``.
+
+    ``existing``: what to do with frames already on disk: ``overwrite``, ``resume`` (skip them) or ``fail``.
+    """
+    if existing not in ("overwrite", "resume", "fail"):
+        raise ValueError(f"existing must be overwrite, resume or fail, got {existing!r}")
+    cmd = [dvp, "render", "--model", model, "--track", track, "-o", output]
     if frames:
         cmd += ["--frames", frames]
-    if curves:
-        cmd += ["--curves", curves]
-    cmd += ["--progress", "lines"]
-    return cmd
+    for c in curves:
+        cmd += ["--curves", c]
+    if existing != "fail":
+        cmd.append("--" + existing)
+    return cmd + ["--progress", "lines"]
+
+
+def reenact_command(
+    dvp: str,
+    source: str,
+    target: str,
+    job: str,
+    mode: str = "full",
+    model: str | None = None,
+    frames: str | None = None,
+    curves: Sequence[str] = (),
+) -> list[str]:
+    """``dvp reenact --source S --target T --mode M -o JOB [--model DIR] [--frames R] [--curves C ...]``.
+
+    The frames land in ``JOB/frames/frame.####.exr`` (see :func:`reenact_output`).
+    """
+    cmd = [dvp, "reenact", "--source", source, "--target", target, "--mode", mode, "-o", job]
+    if model:
+        cmd += ["--model", model]
+    if frames:
+        cmd += ["--frames", frames]
+    for c in curves:
+        cmd += ["--curves", c]
+    return cmd + ["--progress", "lines"]
+
+
+def reenact_output(job: str | Path) -> str:
+    """The EXR pattern ``dvp reenact`` writes inside its job folder."""
+    return str(Path(job) / "frames" / "frame.####.exr")
 
 
 def sequence_files(pattern: str, first: int, last: int) -> list[Path]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -290,15 +290,29 @@ def curve_set(
     return CurveSet(curves=out, metadata=metadata)
 
 
+def channel_group(name: str) -> str:
+    """The panel's curve group of a channel: head, gaze, blink, controls, expression, light or track."""
+    if name.startswith("face."):
+        return "controls"
+    for prefix, group in (("head.", "head"), ("gaze.", "gaze"), ("blink.", "blink"), ("expr.", "expression")):
+        if name.startswith(prefix):
+            return group
+    return "light" if name.startswith("light.") else "track"
+
+
 def export(
-    context: bpy.types.Context, path: str | Path, head: bpy.types.Object | None = None
+    context: bpy.types.Context,
+    path: str | Path,
+    head: bpy.types.Object | None = None,
+    keep: Callable[[str], bool] | None = None,
 ) -> tuple[Path, int]:
     """Evaluate the head at every output frame and write a curve file (``.json``) or a track (``.npz``).
 
     A ``.npz`` track takes identity, reflectance and metadata (named controls) from the source track the
     head was imported from; the frames are the scene's output frames, the intrinsics and rate those of the
     scene camera. Named controls ``face.*`` are applied over the expression coefficients as overrides along
-    their directions (:func:`dvp_engine.core.apply_curves`). Returns ``(path, number of frames)``.
+    their directions (:func:`dvp_engine.core.apply_curves`). ``keep`` selects the channels written to a
+    curve file (default all). Returns ``(path, number of frames)``.
     """
     scene = context.scene
     head = head if head is not None else find_head(context)
@@ -308,7 +322,10 @@ def export(
     camera = reference_camera(context, head)
     meta = {"source": str(head.get(HEAD_MARK, "")), "exported_from": "blender", "blend": bpy.data.filepath}
     if dest.suffix == ".json":
-        curve_set(frames, chans, meta).save(dest)
+        kept = {k: v for k, v in chans.items() if keep is None or keep(k)}
+        if not kept:
+            raise InputError("no channels selected to export", path=dest)
+        curve_set(frames, kept, meta).save(dest)
         return dest, len(frames)
     if dest.suffix != ".npz":
         raise InputError("export to a .npz track or a .json curve file", path=dest)

@@ -15,25 +15,47 @@ import pytest
 
 FAKE_DVP = """\
 #!{python}
-# A stand-in for `dvp render|reenact`: writes one file per frame, optionally fails at a frame.
-import argparse, os, sys, time
-p = argparse.ArgumentParser()
-p.add_argument("mode")
-p.add_argument("--model", required=True)
-p.add_argument("--track", required=True)
-p.add_argument("-o", dest="out", required=True)
-p.add_argument("--frames")
-p.add_argument("--curves")
-p.add_argument("--progress")
+# A stand-in for `dvp render` / `dvp reenact` with their real options: writes one file per frame,
+# prints `dvp: progress` lines, optionally fails at a frame; logs its argv to $FAKE_DVP_ARGV.
+import argparse, json, os, sys, time
+p = argparse.ArgumentParser(prog="dvp")
+sub = p.add_subparsers(dest="cmd", required=True)
+r = sub.add_parser("render")
+r.add_argument("--model", required=True)
+r.add_argument("--track", required=True)
+r.add_argument("--curves", action="append", default=[])
+r.add_argument("-o", "--output", required=True)
+g = r.add_mutually_exclusive_group()
+g.add_argument("--overwrite", action="store_true")
+g.add_argument("--resume", action="store_true")
+e = sub.add_parser("reenact")
+e.add_argument("--source", required=True)
+e.add_argument("--target", required=True)
+e.add_argument("--mode", default="full", choices=("full", "expression", "gaze", "pose", "dubbing"))
+e.add_argument("-o", "--output", required=True)
+e.add_argument("--model")
+e.add_argument("--curves", action="append", default=[])
+for q in (r, e):
+    q.add_argument("--frames", required=True)
+    q.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
 a = p.parse_args()
-assert os.path.isfile(a.track), a.track
+if os.environ.get("FAKE_DVP_ARGV"):
+    with open(os.environ["FAKE_DVP_ARGV"], "w") as fh:
+        json.dump(sys.argv[1:], fh)
+for f in ([a.track] if a.cmd == "render" else []) + a.curves:
+    assert os.path.isfile(f), f
+out = a.output if a.cmd == "render" else os.path.join(a.output, "frames", "frame.####.exr")
+os.makedirs(os.path.dirname(out), exist_ok=True)
 first, last = (int(x) for x in a.frames.split("-"))
 fail_at = int(os.environ.get("FAKE_DVP_FAIL_AT", "0"))
 delay = float(os.environ.get("FAKE_DVP_DELAY", "0"))
-width = a.out.count("#")
+width = out.count("#")
 total = last - first + 1
 for i, f in enumerate(range(first, last + 1)):
-    path = a.out.replace("#" * width, str(f).zfill(width))
+    path = out.replace("#" * width, str(f).zfill(width))
+    if os.path.exists(path) and a.cmd == "render" and not (a.overwrite or a.resume):
+        print(f"dvp: error: {{path}}: frame {{f}}: exists (use --overwrite or --resume)", file=sys.stderr)
+        sys.exit(1)
     if f == fail_at:
         print(f"dvp: error: {{path}}: frame {{f}}: generator produced NaN", file=sys.stderr, flush=True)
         sys.exit(1)
@@ -92,7 +114,7 @@ def test_render_runner_reports_progress_and_failed_frame(
     out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 51))
     monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
     job = operators.RenderJob.prepare(bpy.context)
-    assert job.total == 50 and job.command[1] == "render" and "--frames" in job.command
+    assert job.total == 50 and job.command[1] == "render" and "--overwrite" in job.command
     seen: list[runner.Progress] = []
     result = runner.run_dvp(job.command, on_progress=seen.append)
     assert [p.frame for p in seen] == list(range(1, 37)) and seen[-1].total == 50
@@ -110,7 +132,6 @@ def test_render_success_loads_sequence_into_sequencer(
     from dvp_engine.core import FaceTrack
 
     out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1001, 1008))
-    bpy.context.scene.dvp.mode = "reenact"
     assert bpy.ops.dvp.render() == {"FINISHED"}
     strips = list(bpy.context.scene.sequence_editor.strips)
     assert len(strips) == 1 and strips[0].type == "IMAGE"
@@ -119,6 +140,63 @@ def test_render_success_loads_sequence_into_sequencer(
     # the track handed to dvp is the evaluated edit of the scene
     edited = FaceTrack.load(out / "dvp_edited_track.npz")
     np.testing.assert_array_equal(edited.frames, np.arange(1001, 1008))
+
+
+def test_reenact_mode_exports_selected_curves_and_loads_job_frames(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bpy
+
+    from dvp_engine.core import CurveSet
+
+    _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(11, 16))
+    argv_log = tmp_path / "argv.json"
+    monkeypatch.setenv("FAKE_DVP_ARGV", str(argv_log))
+    s = bpy.context.scene.dvp
+    s.mode = "reenact"
+    s.source = str(tmp_path / "source.mp4")
+    s.target = str(tmp_path / "target.mp4")
+    s.reenact_mode = "expression"
+    s.job = str(tmp_path / "job")
+    s.curve_groups = {"gaze", "controls"}
+    s.load_result = "IMAGE"
+    assert bpy.ops.dvp.render() == {"FINISHED"}
+    argv = json.loads(argv_log.read_text())
+    assert argv[:9] == [
+        "reenact",
+        "--source",
+        s.source,
+        "--target",
+        s.target,
+        "--mode",
+        "expression",
+        "-o",
+        s.job,
+    ]
+    assert argv[argv.index("--frames") + 1] == "11-15" and argv[argv.index("--model") + 1] == s.model
+    curves = CurveSet.load(argv[argv.index("--curves") + 1])
+    assert sorted(curves.curves) == sorted(
+        ["face.jaw_open", "face.smile"] + [f"gaze.{e}.{a}" for e in ("left", "right") for a in "xy"]
+    )
+    assert sorted(p.name for p in (tmp_path / "job" / "frames").glob("*.exr")) == [
+        f"frame.{f:04d}.exr" for f in range(11, 16)
+    ]
+    img = bpy.data.images["DVP render"]
+    assert img.source == "SEQUENCE" and img.filepath.endswith("frame.0011.exr")
+
+
+def test_render_existing_frames_policy(addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path) -> None:
+    import bpy
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 4))
+    bpy.context.scene.dvp.load_result = "NONE"
+    assert bpy.ops.dvp.render() == {"FINISHED"}
+    bpy.context.scene.dvp.existing = "fail"
+    with pytest.raises(RuntimeError, match=r"frame 1\b.*exists"):
+        bpy.ops.dvp.render()
+    bpy.context.scene.dvp.existing = "resume"
+    assert bpy.ops.dvp.render() == {"FINISHED"}
+    assert len(list(out.glob("frame.*.exr"))) == 3
 
 
 def test_render_cancel_stops_dvp_and_keeps_frames(
@@ -130,9 +208,7 @@ def test_render_cancel_stops_dvp_and_keeps_frames(
     (tmp_path / "o").mkdir()
     track = tmp_path / "t.npz"
     track.write_bytes(b"")
-    cmd = runner.render_command(
-        str(fake_dvp), "render", "m", str(track), str(tmp_path / "o" / "f.##.exr"), "1-50"
-    )
+    cmd = runner.render_command(str(fake_dvp), "m", str(track), str(tmp_path / "o" / "f.##.exr"), "1-50")
     seen: list[runner.Progress] = []
     result = runner.run_dvp(cmd, on_progress=seen.append, should_cancel=lambda: len(seen) >= 2)
     assert result.cancelled and not result.ok and "cancelled" in result.message()
