@@ -75,13 +75,19 @@ def held_out_split(
     return train, list(range(n_frames - n_held, n_frames))
 
 
+def _writable(a: np.ndarray) -> np.ndarray:
+    """A contiguous array torch may wrap: read-only memory maps are copied (torch needs writable memory)."""
+    a = np.ascontiguousarray(a)
+    return a if a.flags.writeable else a.copy()
+
+
 def to_network_range(a: ArrayLike, unit_range: bool = True) -> torch.Tensor:
     """Images to float32 torch in the network space [-1, 1].
 
     ``uint8`` arrays are read as [0, 255]; float arrays as [0, 1] when ``unit_range`` (the project's numpy
     convention) or as already in [-1, 1] otherwise.
     """
-    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    t = torch.from_numpy(_writable(a)) if isinstance(a, np.ndarray) else a
     if t.dtype == torch.uint8:
         return t.to(torch.float32) * (2.0 / 255.0) - 1.0
     t = t.to(torch.float32)
@@ -115,7 +121,7 @@ def current_colour(volume: torch.Tensor, nw: int) -> torch.Tensor:
 
 
 def _to_tensor(a: ArrayLike) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+    t = torch.from_numpy(_writable(a)) if isinstance(a, np.ndarray) else a
     return t.to(torch.float32)
 
 

@@ -141,16 +141,32 @@ def conditioning_frames(
         ``(T, 9, S, S)`` uint8 (colour, correspondence, eye gaze; sRGB 0..255) and ``(T, S, S)`` float32
         face masks in [0, 1] (for mattes).
     """
-    from dvp_engine.render.conditioning import render_track_conditioning
+    import torch
 
-    return render_track_conditioning(
-        track,
-        framing.size,
-        intrinsics=framing.intrinsics(track.intrinsics),
-        device=device,
-        batch=batch,
-        progress=progress,
-    )
+    from dvp_engine.facemodel import load_default_model
+    from dvp_engine.render.camera import Camera
+    from dvp_engine.render.conditioning import render_conditioning
+
+    model = load_default_model()
+    camera = Camera.from_intrinsics(framing.intrinsics(track.intrinsics), framing.size, framing.size)
+    params = track.params()
+    n = track.n_frames
+    cond = np.zeros((n, 9, framing.size, framing.size), np.uint8)
+    mask = np.zeros((n, framing.size, framing.size), np.float32)
+    with torch.inference_mode():
+        for start in range(0, n, batch):
+            stop = min(n, start + batch)
+            res = render_conditioning(
+                model, params[start:stop], track.identity, track.reflectance, camera, device=device
+            )
+            images = res.images.float().cpu().numpy()
+            cond[start:stop] = to_uint8(images)
+            # the correspondence codes are >= 0.1 wherever the mesh covers a pixel
+            mask[start:stop] = (images[:, 3:6].max(axis=1) > 0.05).astype(np.float32)
+            if progress is not None:
+                for f in track.frames[start:stop]:
+                    progress(int(f))
+    return cond, mask
 
 
 @dataclass
