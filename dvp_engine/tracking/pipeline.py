@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,72 @@ def read_source(
             numbers.insert(k, f)
             images.insert(k, blank)
     return numbers, images, rate
+
+
+def stream_source(
+    source: str | Path, frames: Iterable[int] | str | None = None, *, errors: dict[int, str] | None = None
+) -> Iterator[tuple[int, npt.NDArray[np.uint8] | None]]:
+    """Decode frames one at a time, in order: ``(frame number, uint8 (H, W, 3) image)``.
+
+    With ``errors`` given, an unreadable frame of an image sequence yields ``(number, None)`` and its message
+    is stored in ``errors``; otherwise it raises :class:`InputError`.
+    """
+    from dvp_engine.io.video import read_frames
+
+    bad: dict[int, str] = {}
+    done: set[int] = set()
+
+    def on_error(exc: Exception) -> None:
+        frame = getattr(exc, "frame", None)
+        if frame is None:
+            raise exc
+        bad[int(frame)] = f"unreadable frame ({exc})"
+
+    def flush(limit: float) -> Iterator[tuple[int, None]]:
+        for f in sorted(k for k in bad if k < limit and k not in done):
+            done.add(f)
+            if errors is not None:
+                errors[f] = bad[f]
+            yield f, None
+
+    for num, rgb in read_frames(source, frames, on_error=on_error if errors is not None else None):
+        yield from flush(num)
+        yield int(num), _to_uint8(rgb)
+    yield from flush(float("inf"))
+
+
+def count_frames(source: str | Path, frames: Iterable[int] | str | None = None) -> int | None:
+    """How many frames :func:`stream_source` will yield (None when it cannot tell cheaply)."""
+    if frames is not None:
+        if isinstance(frames, str):
+            from dvp_engine.core.frames import parse_frames
+
+            return len(parse_frames(frames))
+        return len(set(frames)) if not isinstance(frames, Iterator) else None
+    try:
+        from dvp_engine.io.video import MOVIE_SUFFIXES, open_video
+
+        if Path(source).suffix.lower() in MOVIE_SUFFIXES:
+            with open_video(source) as video:
+                return int(video.n_frames)
+        from dvp_engine.core.sequence import ImageSequence
+
+        rng = ImageSequence.find(source).frame_range
+        return None if rng is None else len(rng)
+    except Exception:
+        return None
+
+
+def source_rate(source: str | Path) -> Fraction:
+    """Frame rate of a movie (25 fps for image sequences)."""
+    from dvp_engine.io.video import MOVIE_SUFFIXES, open_video
+
+    if Path(source).suffix.lower() in MOVIE_SUFFIXES:
+        if not Path(source).is_file():
+            raise InputError("video file not found", path=source)
+        with open_video(source) as video:
+            return Fraction(video.rate)
+    return Fraction(25)
 
 
 def _to_uint8(img: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
@@ -272,23 +338,6 @@ def track_video(
     if on_bad_frame not in ("flag", "error"):
         raise ValueError(f"on_bad_frame must be 'flag' or 'error', got {on_bad_frame!r}")
     t_start = time.perf_counter()
-    unreadable: dict[int, str] = {}
-    if images is None:
-        numbers, imgs, fps = read_source(
-            source, frames, errors=None if on_bad_frame == "error" else unreadable
-        )
-    else:
-        imgs = [_to_uint8(np.asarray(i)) for i in images]
-        numbers = list(frame_numbers) if frame_numbers is not None else list(range(1, len(imgs) + 1))
-        fps = Fraction(rate if rate is not None else 25)
-    if not imgs:
-        raise InputError("no frames to track", path=source)
-    h, w = imgs[0].shape[:2]
-    for num, img in zip(numbers, imgs, strict=True):
-        if img.shape[:2] != (h, w):
-            raise InputError(
-                f"frame size {img.shape[1]}x{img.shape[0]} differs from {w}x{h}", path=source, frame=num
-            )
     if model is None:
         from dvp_engine.facemodel import load_default_model
 
@@ -299,34 +348,85 @@ def track_video(
     if device.startswith("cuda") and settings is None:
         st.batch_size = 64
     st.identity_keyframes = identity_keyframes
+    unreadable: dict[int, str] = {}
+    errors = None if on_bad_frame == "error" else unreadable
+    if images is not None:
+        mem = [_to_uint8(np.asarray(i)) for i in images]
+        mem_numbers = list(frame_numbers) if frame_numbers is not None else list(range(1, len(mem) + 1))
+        if len(mem_numbers) != len(mem):
+            raise InputError(f"{len(mem_numbers)} frame numbers for {len(mem)} images", path=source)
+        fps = Fraction(rate if rate is not None else 25)
+    else:
+        fps = source_rate(source)
 
-    # landmarks, in order (sources may track boxes between frames)
+    def stream() -> Iterator[tuple[int, npt.NDArray[np.uint8] | None]]:
+        if images is not None:
+            return iter(zip(mem_numbers, mem, strict=True))
+        return stream_source(source, frames, errors=errors)
+
+    # pass 1: landmarks, in order (sources may track boxes between frames); frames are not kept
+    if isinstance(frames, Iterator):
+        frames = list(frames)
+    total = len(mem) if images is not None else count_frames(source, frames)
     lsrc = landmark_source or default_landmark_source()
     t0 = time.perf_counter()
+    numbers: list[int] = []
     obs: list[FrameObservation] = []
-    for i, img in enumerate(imgs):
-        if numbers[i] in unreadable:
-            o = FrameObservation(None, 0.0, message=unreadable[numbers[i]])
+    size: tuple[int, int] | None = None
+    for num, img in stream():
+        if img is None:
+            o = FrameObservation(None, 0.0, message=unreadable.get(num, "unreadable frame"))
         else:
+            if size is None:
+                size = (img.shape[1], img.shape[0])
+            elif (img.shape[1], img.shape[0]) != size:
+                raise InputError(
+                    f"frame size {img.shape[1]}x{img.shape[0]} differs from {size[0]}x{size[1]}",
+                    path=source,
+                    frame=num,
+                )
             try:
                 o = lsrc(img)
             except Exception as exc:  # a corrupt frame must not end the track
                 o = FrameObservation(None, 0.0, message=f"landmark detection failed ({exc})")
         if not o.found and on_bad_frame == "error":
-            raise InputError(o.message or "no face found", path=source, frame=numbers[i])
+            raise InputError(o.message or "no face found", path=source, frame=num)
         if o.message:
-            log.info("frame %d: %s", numbers[i], o.message)
+            log.info("frame %d: %s", num, o.message)
+        numbers.append(num)
         obs.append(o)
         if progress is not None:
-            progress("landmarks", i + 1, len(imgs))
+            progress("landmarks", len(numbers), max(total or 0, len(numbers)))
     t_land = time.perf_counter() - t0
+    if not numbers or size is None:
+        raise InputError("no readable frames to track", path=source)
+    w, h = size
+    blank = np.zeros((h, w, 3), np.uint8)
 
+    # identity mode on keyframes (re-read), then pass 2: tracking mode, streaming in order
     tracker = Tracker(model, w, h, st, intrinsics)
     keys = pick_keyframes(obs, identity_keyframes)
     if keys:
-        tracker.fit_identity([imgs[i] for i in keys], [obs[i] for i in keys])
+        want = {numbers[k] for k in keys}
+        if images is not None:
+            key_imgs = {numbers[k]: mem[k] for k in keys}
+        else:
+            key_imgs = {
+                n: img for n, img in stream_source(source, sorted(want), errors={}) if img is not None
+            }
+        tracker.fit_identity([key_imgs[numbers[k]] for k in keys], [obs[k] for k in keys])
+    it = stream()
+
+    def frame_at(k: int) -> npt.NDArray[np.uint8]:
+        num, img = next(it)
+        if num != numbers[k]:
+            raise InputError(
+                f"the source changed while tracking (expected frame {numbers[k]})", path=source, frame=num
+            )
+        return blank if img is None else img
+
     res = tracker.track(
-        imgs, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None
+        frame_at, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None
     )
     if on_bad_frame == "error" and not res.valid.all():
         bad = int(np.flatnonzero(~res.valid)[0])
