@@ -25,11 +25,12 @@ Intrinsics: with ``sensor_fit = 'HORIZONTAL'`` and ``sensor_width`` S mm, ``lens
 principal point becomes the lens shift, in units of the image width (Blender's horizontal view factor)::
 
     shift_x = (width / 2 - (cx + 0.5)) / width
-    shift_y = ((cy + 0.5) - height / 2) / width
+    shift_y = ycor * ((cy + 0.5) - height / 2) / width      ycor = pixel_aspect_y / pixel_aspect_x = fx / fy
 
 The ``+ 0.5`` is because the engine puts pixel (0, 0)'s centre at coordinate 0 while Blender's raster starts
 at the pixel's edge; the ``y`` sign because Blender's raster y points up. Non-square pixels
-(``fx != fy``) are expressed with ``pixel_aspect_y / pixel_aspect_x = fx / fy``.
+(``fx != fy``) are expressed with the pixel aspect ratio ``ycor`` (1 for square pixels), which also scales
+Blender's vertical view plane and hence the vertical shift.
 """
 
 from __future__ import annotations
@@ -116,11 +117,12 @@ def intrinsics_to_camera(
     if fx <= 0 or fy <= 0:
         raise ValueError(f"focal lengths must be positive, got fx={fx} fy={fy}")
     asp_x, asp_y = (1.0, fx / fy) if fx >= fy else (fy / fx, 1.0)
+    ycor = asp_y / asp_x
     return CameraParams(
         lens_mm=fx * sensor_width_mm / width,
         sensor_width_mm=sensor_width_mm,
         shift_x=(width / 2.0 - (cx + 0.5)) / width,
-        shift_y=((cy + 0.5) - height / 2.0) / width,
+        shift_y=ycor * ((cy + 0.5) - height / 2.0) / width,
         resolution_x=int(width),
         resolution_y=int(height),
         pixel_aspect_x=asp_x,
@@ -134,7 +136,8 @@ def camera_to_intrinsics(params: CameraParams) -> tuple[float, float, float, flo
     fx = params.lens_mm * w / params.sensor_width_mm
     fy = fx * params.pixel_aspect_x / params.pixel_aspect_y
     cx = w / 2.0 - params.shift_x * w - 0.5
-    cy = params.shift_y * w + h / 2.0 - 0.5
+    ycor = params.pixel_aspect_y / params.pixel_aspect_x
+    cy = params.shift_y * w / ycor + h / 2.0 - 0.5
     return fx, fy, cx, cy
 
 

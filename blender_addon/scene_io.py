@@ -219,11 +219,13 @@ def evaluate_head(
     """Channels of the evaluated scene at each frame (NLA, modifiers, drivers, constraints baked).
 
     Returns channel name -> ``(F,)`` values in engine units: the head pose from the Empty's evaluated
-    matrix relative to the camera, every other channel from the evaluated custom properties.
+    matrix relative to the camera, every other channel from the evaluated custom properties (a property
+    the artist deleted is left out; a ``.npz`` export then fills a missing packed channel with 0).
     """
     scene = context.scene
     camera = reference_camera(context, head)
-    names = [n for n in str(head.get(CHANNELS_PROP, "")).split(",") if n]
+    present = set(head.keys())
+    names = [n for n in str(head.get(CHANNELS_PROP, "")).split(",") if n and n in present]
     fr = np.asarray(frames, dtype=np.int64).reshape(-1)
     rel = np.empty((len(fr), 4, 4))
     values = np.empty((len(fr), len(names)), dtype=np.float64)

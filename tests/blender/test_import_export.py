@@ -87,7 +87,13 @@ def test_head_pose_maps_model_points_like_the_engine(addon: Any, tmp_path: Path,
 
 
 @pytest.mark.parametrize(
-    "intrinsics,size", [((70.0, 70.0, 30.5, 25.0), (64, 48)), ((500.0, 500.0, 200.0, 300.0), (512, 640))]
+    "intrinsics,size",
+    [
+        ((70.0, 70.0, 30.5, 25.0), (64, 48)),
+        ((500.0, 500.0, 200.0, 300.0), (512, 640)),
+        ((500.0, 450.0, 260.0, 240.0), (512, 512)),
+        ((450.0, 500.0, 250.0, 270.0), (512, 512)),
+    ],
 )
 def test_camera_matches_intrinsics(
     addon: Any, tmp_path: Path, make_track: Any, intrinsics: Any, size: Any
