@@ -334,3 +334,107 @@ def test_plate_image_sequence_becomes_camera_background(addon: Any, tmp_path: Pa
 def test_fake_dvp_script_is_what_we_think(fake_dvp: Path) -> None:
     assert fake_dvp.read_text().startswith("#!" + sys.executable)
     assert "dvp: progress" in textwrap.dedent(FAKE_DVP)
+
+
+class _FakeWM:
+    def __init__(self) -> None:
+        self.updates: list[int] = []
+        self.ended = False
+
+    def progress_update(self, value: int) -> None:
+        self.updates.append(value)
+
+    def progress_end(self) -> None:
+        self.ended = True
+
+    def event_timer_remove(self, timer: object) -> None:
+        pass
+
+
+class _FakeWorkspace:
+    def __init__(self) -> None:
+        self.texts: list[str | None] = []
+
+    def status_text_set(self, text: str | None) -> None:
+        self.texts.append(text)
+
+
+def _drive_modal(bpy: Any, job: Any, events: list[str], max_ticks: int = 400) -> tuple[Any, Any, set[str]]:
+    """Drive DVP_OT_render.modal with fake window-manager/workspace objects (no window headless)."""
+    import time
+    from types import SimpleNamespace
+
+    from blender_addon import operators, runner
+
+    reports: list[tuple[set[str], str]] = []
+    op = SimpleNamespace(_job=job, _proc=runner.DvpProcess(job.command), _timer=None)
+    op.report = lambda level, msg: reports.append((level, msg))
+    op._end = lambda ctx: operators.DVP_OT_render._end(op, ctx)
+    ctx = SimpleNamespace(window_manager=_FakeWM(), workspace=_FakeWorkspace(), scene=bpy.context.scene)
+    ret: set[str] = {"RUNNING_MODAL"}
+    for tick in range(max_ticks):
+        kind = events[tick] if tick < len(events) else "TIMER"
+        ret = operators.DVP_OT_render.modal(op, ctx, SimpleNamespace(type=kind))
+        if ret != {"RUNNING_MODAL"} and ret != {"PASS_THROUGH"}:
+            break
+        time.sleep(0.02)
+    return SimpleNamespace(reports=reports, op=op), ctx, ret
+
+
+def test_modal_render_progress_then_failure_at_frame_37(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import bpy
+
+    from blender_addon import operators
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 51))
+    monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
+    job = operators.RenderJob.prepare(bpy.context)
+    res, ctx, ret = _drive_modal(bpy, job, ["MOUSEMOVE"])
+    assert ret == {"CANCELLED"}
+    assert ctx.window_manager.updates[-1] == 720  # 36 of 50 frames, in thousandths
+    assert any(t and "36/50 frame 36" in t for t in ctx.workspace.texts)
+    assert ctx.workspace.texts[-1] is None and ctx.window_manager.ended
+    (level, msg) = res.reports[-1]
+    assert level == {"ERROR"} and "frame 37" in msg
+    assert len(list(out.glob("frame.*.exr"))) == 36
+
+
+def test_modal_render_escape_cancels_and_keeps_frames(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import bpy
+
+    from blender_addon import operators
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 51))
+    monkeypatch.setenv("FAKE_DVP_DELAY", "0.05")
+    job = operators.RenderJob.prepare(bpy.context)
+    start = time.monotonic()
+    res, ctx, ret = _drive_modal(bpy, job, ["TIMER"] * 10 + ["ESC"])
+    assert ret == {"CANCELLED"} and time.monotonic() - start < 10
+    assert res.op._proc.result.cancelled
+    (level, msg) = res.reports[-1]
+    assert level == {"WARNING"} and "cancelled" in msg
+    n = len(list(out.glob("frame.*.exr")))
+    assert 0 < n < 50
+    se = bpy.context.scene.sequence_editor
+    assert se is None or len(se.strips) == 0
+
+
+def test_modal_render_success_loads_strip(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import bpy
+
+    from blender_addon import operators
+
+    _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(5, 9))
+    job = operators.RenderJob.prepare(bpy.context)
+    res, ctx, ret = _drive_modal(bpy, job, [])
+    assert ret == {"FINISHED"} and res.reports[-1][0] == {"INFO"}
+    assert ctx.window_manager.updates[-1] == 1000
+    assert len(bpy.context.scene.sequence_editor.strips[0].elements) == 4
