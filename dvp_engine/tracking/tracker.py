@@ -390,7 +390,9 @@ class Tracker:
                 obs = self._observations([imgs[s] for s in sel], [observations[k] for k in found])
                 cold = prev is None or last_ok != i - 1
                 x = self._start(obs, None if cold else prev)
-                x = self._align_landmarks(obs, x, cold=cold)
+                # large (GPU) batches start every frame from the previous batch's last frame, up to seconds
+                # apart: give their pose the longer landmark-only alignment of a cold start
+                x = self._align_landmarks(obs, x, cold=cold or len(found) > 8)
                 if cold:
                     sh_only = np.zeros(S.N_LOCAL, bool)
                     sh_only[S.SH] = True
