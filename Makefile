@@ -42,7 +42,7 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy dvp_engine/core
-	$(BIN)/mypy dvp_engine nuke_plugin/dvp_nuke
+	$(BIN)/mypy dvp_engine nuke_plugin/dvp_nuke blender_addon
 
 pytest: $(STAMP)
 	$(BIN)/python -m pytest -q --ignore=tests/blender

@@ -218,15 +218,6 @@ def matte_from_mask(mask: npt.NDArray[np.float32], feather: float) -> npt.NDArra
     return m[:, 0].clamp(0, 1).numpy()
 
 
-def check_lengths(track: FaceTrack, n_video: int, source: str | Path) -> None:
-    """A track and a video of different lengths are an error that names both."""
-    if track.n_frames != n_video:
-        raise DvpError(
-            f"the track has {track.n_frames} frames ({int(track.frames[0])}-{int(track.frames[-1])}) but the "
-            f"video {source} has {n_video}; track the same frames you train on (--frames)"
-        )
-
-
 def valid_frames(track: FaceTrack) -> npt.NDArray[np.bool_]:
     """Frames where the face was tracked (``track.valid``; all when the channel is absent)."""
     v = track.channels.get(layout.VALID)

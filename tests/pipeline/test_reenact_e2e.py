@@ -1,0 +1,129 @@
+"""A tiny end-to-end run through `dvp reenact`, `dvp train`, `dvp render` and `dvp export` on the sample clip."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dvp_engine.cli.main import main
+from dvp_engine.core import FaceTrack
+from dvp_engine.io.images import read_image
+
+SAMPLE = Path(__file__).resolve().parents[2] / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
+TINY = ["--size", "64", "--iters", "3", "--batch", "2", "--ngf", "8"]
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("job")
+    code = main(
+        ["reenact", "--source", str(SAMPLE), "--target", str(SAMPLE), "--track-frames", "1-22", "--frames", "19-22",
+         "--set", "head.ry=+10@19-22", "-o", str(out), "-q", *TINY]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_reenact_writes_exrs_with_metadata_and_matte(job: Path) -> None:
+    frames = sorted((job / "frames").glob("frame.*.exr"))
+    assert [p.name for p in frames] == [f"frame.00{f}.exr" for f in range(19, 23)]
+    px, meta = read_image(frames[0])
+    assert px.shape == (512, 512, 4)  # RGBA at the plate's resolution
+    assert meta["dvp:synthetic"] == 1 and meta["dvp:source_frame"] == 19
+    assert len(meta["dvp:checkpoint_sha256"]) == 64
+    alpha = px[..., 3]
+    assert 0.02 < alpha.mean() < 0.8 and alpha.max() == pytest.approx(1.0, abs=1e-3)
+    assert np.any((alpha > 0.05) & (alpha < 0.95))  # feathered, not a hard edge
+    # the edit reached the rendered parameters
+    edited = FaceTrack.load(job / "work" / "reenacted.npz")
+    target = FaceTrack.load(job / "work" / "target.npz")
+    np.testing.assert_allclose(edited.channel("head.ry")[18:], target.channel("head.ry")[18:] + 10, atol=1e-4)
+    assert np.deg2rad(edited.channel("head.ry")[18]) == pytest.approx(meta["dvp:parameters"][1], abs=1e-3)
+    assert (job / "preview.mp4").stat().st_size > 1000
+    assert (job / "contact_sheet.png").is_file()
+
+
+def test_reenact_resumes_and_redoes_what_changed(job: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["reenact", "--source", str(SAMPLE), "--target", str(SAMPLE), "--track-frames", "1-22",
+            "--frames", "19-22", "-o", str(job), *TINY]  # fmt: skip
+    before = {p.name: p.stat().st_mtime_ns for p in (job / "frames").glob("*.exr")}
+    assert main([*args, "--set", "head.ry=+10@19-22"]) == 0
+    assert "steps run: none" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in (job / "frames").glob("*.exr")} == before
+    # an interrupted render (one frame lost) is completed without redoing the others
+    state = json.loads((job / ".dvp-job.json").read_text())
+    del state["done"]["render"]
+    (job / ".dvp-job.json").write_text(json.dumps(state))
+    (job / "frames" / "frame.0021.exr").unlink()
+    assert main([*args, "--set", "head.ry=+10@19-22"]) == 0
+    err = capsys.readouterr().err
+    assert "steps run: render" in err and "rendered 1 frames (3 were already there)" in err
+    # a different edit redoes transfer and render, not tracking or training
+    assert main([*args, "--set", "head.ry=+5@19-22"]) == 0
+    err = capsys.readouterr().err
+    assert "steps run: transfer, render, preview" in err
+
+
+def test_reenact_refuses_a_foreign_output_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "frame.0001.exr").write_bytes(b"x")
+    code = main(["reenact", "--source", str(SAMPLE), "--target", str(SAMPLE), "-o", str(tmp_path), *TINY])
+    assert code == 1 and "--overwrite" in capsys.readouterr().err
+
+
+def test_render_cli_resume_failure_and_export(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, track = job / "model", job / "work" / "reenacted.npz"
+    out = tmp_path / "r" / "f.####.exr"
+    import dvp_engine.io.output as output
+
+    real = output.write_frame
+    calls = []
+
+    def failing(path: Path, *a: object, **k: object) -> Path:
+        calls.append(path)
+        if len(calls) == 3:
+            raise output.DvpError("disk full", path=path)
+        return real(path, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output, "write_frame", failing)
+    assert main(["render", "--model", str(model), "--track", str(track), "-o", str(out), "--frames", "18-22",
+                 "--output-size", "network"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "frame 20" in err and "f.0020.exr" in err
+    assert sorted(p.name for p in out.parent.glob("*.exr")) == ["f.0018.exr", "f.0019.exr"]
+    monkeypatch.setattr(output, "write_frame", real)
+    assert main(["render", "--model", str(model), "--track", str(track), "-o", str(out), "--frames", "18-22",
+                 "--output-size", "network", "--resume"]) == 0  # fmt: skip
+    assert "3 frames" in capsys.readouterr().err
+    px, _ = read_image(out.parent / "f.0022.exr")
+    assert px.shape == (64, 64, 4)
+    # TorchScript export: one input in [0, 1], one output in [0, 1]
+    pt = tmp_path / "g.pt"
+    assert main(["export", "--model", str(model), "-o", str(pt)]) == 0
+    m = torch.jit.load(str(pt))
+    y = m(torch.full((1, 99, 64, 64), 0.5))
+    assert y.shape == (1, 3, 64, 64) and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_render_rejects_foreign_checkpoint(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "model"
+    bad.mkdir()
+    (bad / "dvp_model.json").write_text(
+        (job / "model" / "dvp_model.json").read_text().replace('"size": 64', '"size": 128')
+    )
+    (bad / "latest.json").write_text((job / "model" / "latest.json").read_text())
+    import shutil
+
+    shutil.copytree(job / "model" / "checkpoints", bad / "checkpoints")
+    code = main(["render", "--model", str(bad), "--track", str(job / "work" / "reenacted.npz"), "-o",
+                 str(tmp_path / "o" / "f.####.exr"), "--frames", "20"])  # fmt: skip
+    assert code == 1
+    assert "size" in capsys.readouterr().err
