@@ -138,12 +138,13 @@ def _setup(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per (frame, triangle) setup for the kept triangles.
 
-    Returns ``(coef (10, K), aux (4, K), bt (K,), ymin (K,), ny (K,))``: for each kept triangle the edge
-    functions ``e_k(x, y) = (C_k + B_k y) + A_k x`` (rows A0 A1 A2 B0 B1 B2 C0 C1 C2, then the x-range of the
-    clipped bounding box packed as ``xmin`` in row 9), the inverse vertex depths and ``1 / |2 area|`` (aux),
+    Returns ``(coef (14, K), aux (4, K), bt (K,), ymin (K,), ny (K,))``: for each kept triangle the edge
+    functions ``e_k(x, y) = Dx_k (y - ay_k) + A_k (x - ax_k)`` with ``A_k = -Dy_k`` (rows A0-2, Dx0-2, ax0-2,
+    ay0-2, then the clipped bounding box's xmin, xmax), the inverse vertex depths and ``1 / |2 area|`` (aux),
     the flat (frame, triangle) index, and the bounding box rows. Each edge function is computed from the edge's
-    vertices in canonical order (lower index first) and negated exactly when needed, so triangles that share an
-    edge get bit-identical opposite values; each triangle is oriented so that its interior is positive.
+    vertices in canonical order (lower index first, ``a`` its start) and negated exactly when needed, so
+    triangles that share an edge get bit-identical opposite values, and it is exactly 0 at both end vertices;
+    each triangle is oriented so that its interior is positive.
     """
     ia = faces[:, [1, 2, 0]]
     ib = faces[:, [2, 0, 1]]
@@ -155,15 +156,12 @@ def _setup(
     sign = torch.where(swap, -1.0, 1.0).to(pix.dtype)  # (T, 3)
     dx = d[..., 0] * sign
     dy = d[..., 1] * sign
-    # C = dy * ax - dx * ay: negating (dx, dy) negates C exactly
-    c = dy * a[..., 0] - dx * a[..., 1]
     pv = pix[:, faces]  # (B, T, 3, 2)
     # edge 0 (from v1 to v2) at vertex 0: twice the signed area
-    area2 = (c[..., 0] + dx[..., 0] * pv[..., 0, 1]) - dy[..., 0] * pv[..., 0, 0]
+    area2 = dx[..., 0] * (pv[..., 0, 1] - a[..., 0, 1]) - dy[..., 0] * (pv[..., 0, 0] - a[..., 0, 0])
     orient = torch.where(area2 < 0, -1.0, 1.0).to(pix.dtype)[..., None]
     coef_a = -dy * orient
-    coef_b = dx * orient
-    coef_c = c * orient
+    coef_dx = dx * orient
     zv = z[:, faces]  # (B, T, 3)
     valid = (zv > near).all(-1) & torch.isfinite(pv).flatten(2).all(-1) & (area2 != 0) & torch.isfinite(area2)
     lo = torch.nan_to_num(pv.amin(dim=2), nan=0.0).clamp(-1.0, float(max(width, height)) + 1.0)
@@ -177,8 +175,9 @@ def _setup(
     coef = torch.cat(
         [
             coef_a.reshape(-1, 3),
-            coef_b.reshape(-1, 3),
-            coef_c.reshape(-1, 3),
+            coef_dx.reshape(-1, 3),
+            a[..., 0].reshape(-1, 3),
+            a[..., 1].reshape(-1, 3),
             xmin.reshape(-1, 1),
             xmax.reshape(-1, 1),
         ],
@@ -213,16 +212,16 @@ def _fragments(
     y = ymin.index_select(0, tri_of_row) + (
         torch.arange(nrows, device=dev) - row_start.index_select(0, tri_of_row)
     )
-    rc = coef.index_select(1, tri_of_row)  # (11, R)
+    rc = coef.index_select(1, tri_of_row)  # (14, R)
     yf = y.to(coef.dtype)
     ca = rc[0:3]
-    r = rc[6:9] + rc[3:6] * yf  # e_k(x, y) = r_k + A_k x
-    # x >= -r/A where A > 0, x <= -r/A where A < 0; A == 0: the edge is horizontal (exact test below)
+    r = rc[3:6] * (yf - rc[9:12])  # e_k(x, y) = r_k + A_k (x - ax_k)
+    # x >= ax - r/A where A > 0, x <= ax - r/A where A < 0; A == 0: a horizontal edge (exact test below)
     safe_a = torch.where(ca == 0, torch.ones_like(ca), ca)
-    bound = -r / safe_a
+    bound = rc[6:9] - r / safe_a
     inf = torch.full_like(bound, float("inf"))
-    lo = torch.maximum(torch.where(ca > 0, bound, -inf).amax(0), rc[9])
-    hi = torch.minimum(torch.where(ca < 0, bound, inf).amin(0), rc[10])
+    lo = torch.maximum(torch.where(ca > 0, bound, -inf).amax(0), rc[12])
+    hi = torch.minimum(torch.where(ca < 0, bound, inf).amin(0), rc[13])
     lo = torch.ceil(lo - 1e-2).clamp_min(0)
     hi = torch.floor(hi + 1e-2).clamp_max(width - 1)
     span = torch.where(hi >= lo, hi - lo + 1, torch.zeros_like(hi)).long()
@@ -233,8 +232,8 @@ def _fragments(
     # top-left rule: an edge owns the centres exactly on it if it is a left edge (A > 0: the interior is to
     # its right) or a top edge (A == 0 and B > 0: horizontal with the interior below, y pointing down)
     owner = ((ca > 0) | ((ca == 0) & (rc[3:6] > 0))).to(coef.dtype)
-    # per-row table for the pixel stage: r (3), A (3), owner (3), first x, y
-    table = torch.cat([r, ca, owner, lo[None], yf[None]], dim=0).index_select(1, rows)  # (11, R')
+    # per-row table for the pixel stage: r (3), A (3), ax (3), owner (3), first x, y
+    table = torch.cat([r, ca, rc[6:9], owner, lo[None], yf[None]], dim=0).index_select(1, rows)  # (14, R')
     row_tri = tri_of_row.index_select(0, rows)
     csum = torch.cumsum(span, 0)
     total = int(csum[-1])
@@ -251,13 +250,13 @@ def _fragments(
         m = int(sp.sum())
         start = torch.cumsum(sp, 0) - sp
         rep = torch.repeat_interleave(torch.arange(r1 - r0, device=dev), sp, output_size=m)
-        tb = table[:, r0:r1].index_select(1, rep)  # (11, M)
-        px = tb[9] + (torch.arange(m, device=dev) - start.index_select(0, rep)).to(tb.dtype)
+        tb = table[:, r0:r1].index_select(1, rep)  # (14, M)
+        px = tb[12] + (torch.arange(m, device=dev) - start.index_select(0, rep)).to(tb.dtype)
         inside = torch.ones(m, dtype=torch.bool, device=dev)
         es = []
         for k in range(3):
-            e = tb[k] + tb[3 + k] * px
-            inside &= (e > 0) | ((e == 0) & (tb[6 + k] > 0))
+            e = tb[k] + tb[3 + k] * (px - tb[6 + k])
+            inside &= (e > 0) | ((e == 0) & (tb[9 + k] > 0))
             es.append(e)
         keep = torch.nonzero(inside).squeeze(1)
         if keep.numel() == 0:
@@ -272,7 +271,7 @@ def _fragments(
         ) * ax[3]
         flat_bt = bt.index_select(0, tri)
         frame = torch.div(flat_bt, t, rounding_mode="floor")
-        yk = table[10].index_select(0, rk).long()
+        yk = table[13].index_select(0, rk).long()
         flat = frame * hw + yk * width + px.index_select(0, keep).long()
         yield flat, flat_bt, 1.0 / inv_depth
 

@@ -13,9 +13,9 @@ and constants as the tracker (``dvp_engine.tracking.solver.sh_basis``), so track
 b     function           constant (value)
 ====  =================  =========================================================
 0     1                  pi * 1 / (2 sqrt(pi))                        (0.886227)
-1     y                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023328)
-2     z                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023328)
-3     x                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023328)
+1     y                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023327)
+2     z                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023327)
+3     x                  2 pi / 3 * sqrt(3 / (4 pi))                  (1.023327)
 4     x y                pi / 4 * 3 sqrt(5 / (12 pi))                 (0.858086)
 5     y z                pi / 4 * 3 sqrt(5 / (12 pi))                 (0.858086)
 6     3 z^2 - 1          pi / 4 * 1/2 sqrt(5 / (4 pi))                (0.247708)
