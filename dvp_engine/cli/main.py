@@ -34,6 +34,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_train",
     "cmd_render",
     "cmd_reenact",
+    "cmd_eval",
     "cmd_export",
 )
 

@@ -127,3 +127,19 @@ def test_render_rejects_foreign_checkpoint(
                  str(tmp_path / "o" / "f.####.exr"), "--frames", "20"])  # fmt: skip
     assert code == 1
     assert "size" in capsys.readouterr().err
+
+
+def test_eval_reports_model_and_baselines(job: Path, tmp_path: Path) -> None:
+    assert (
+        main(["eval", "--model", str(job / "model"), "-o", str(tmp_path), "--train-single-frame", "-q"]) == 0
+    )
+    report = json.loads((tmp_path / "report.json").read_text())
+    held = report["held_out_frames"]
+    assert held == [21, 22]  # the last 10 % of the 22 tracked frames
+    for key in ("model", "nearest_neighbour", "single_frame"):
+        m = report[key]
+        assert m["frames"] == 2 and 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["l1"] >= 0
+    # retrieval returns training frames only, never the held-out ones
+    assert all(f not in held for f in report["nearest_neighbour"]["retrieved_frames"])
+    assert report["contact_sheet_rows"][-1] == "ground truth"
+    assert (tmp_path / "contact_sheet.png").is_file()
