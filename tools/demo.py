@@ -58,7 +58,7 @@ def main() -> int:
     if args.full:
         size, ngf, batch, iters = 256, 64, 16, 31000
     else:
-        size, ngf, batch, iters = 128, 32, 4, 400
+        size, ngf, batch, iters = 128, 32, 4, 300
     iters = args.iters or iters
     t0 = time.time()
     code = dvp(

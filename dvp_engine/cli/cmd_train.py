@@ -36,7 +36,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, default=31000, help="total iterations (paper: 31000)")
     p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
     p.add_argument(
-        "--ngf", type=int, default=64, help="generator base width (paper: 64; smaller trains faster)"
+        "--ngf",
+        type=int,
+        default=64,
+        help="generator and discriminator base width (paper: 64; smaller trains faster)",
     )
     p.add_argument(
         "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"

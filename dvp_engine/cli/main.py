@@ -31,6 +31,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_convert",
     "cmd_edit",
     "cmd_track",
+    "cmd_overlay",
     "cmd_train",
     "cmd_render",
     "cmd_reenact",

@@ -105,7 +105,22 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         return Step(f"track {name}", run, [dest], {"video": Path(video), "frames": s.track_frames})
 
     def train_step() -> Step:
+        settings = {
+            "track": tgt_npz,
+            "size": s.size,
+            "iters": s.iters,
+            "batch": s.batch,
+            "ngf": s.ngf,
+            "seed": s.seed,
+        }
+
         def run() -> None:
+            # An interrupted training run with the same settings resumes exactly; changed settings start afresh.
+            marker = model_dir / ".dvp-train"
+            fp = fingerprint(settings)
+            resume = marker.is_file() and marker.read_text().strip() == fp
+            model_dir.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(marker, fp + "\n")
             train_portrait(
                 tgt_npz,
                 s.target,
@@ -116,7 +131,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 ngf=s.ngf,
                 device=s.device,
                 seed=s.seed,
-                resume=True,
+                resume=resume,
                 bar=progress is None,
                 preview_every=max(1, s.iters // 4),
                 checkpoint_every=max(1, s.iters // 4),
@@ -125,14 +140,6 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 progress=stage_cb("train"),
             )
 
-        settings = {
-            "track": tgt_npz,
-            "size": s.size,
-            "iters": s.iters,
-            "batch": s.batch,
-            "ngf": s.ngf,
-            "seed": s.seed,
-        }
         return Step("train", run, [model_dir / "latest.json", model_dir / "dvp_model.json"], settings)
 
     def transfer_step() -> Step:
