@@ -99,9 +99,11 @@ def render_conditioning_sequence(
     from dvp_engine.io.images import write_image
     from dvp_engine.io.output import output_sequence
 
+    track_path = Path(track_path)
+    out_pattern = Path(out_pattern)
     track = FaceTrack.load(track_path)
     wanted = _wanted_frames(track, frames)
-    suffix = Path(str(out_pattern)).suffix.lower()
+    suffix = out_pattern.suffix.lower()
     if not preview and suffix not in _MULTI_CHANNEL:
         raise InputError(
             f"{suffix or 'this format'} cannot hold the 9 conditioning channels: write .exr or .tif, "

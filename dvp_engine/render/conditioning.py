@@ -314,10 +314,10 @@ class ConditioningRenderer:
         images = raster.scatter(torch.cat([vals, gaze_rgb], dim=1), 0.0)
         face_px = torch.bincount(raster.pixel_batch[is_face], minlength=b)
         visible = face_px > 0
-        behind = (verts[..., 2] <= _NEAR).all(dim=1)
+        behind = (verts[..., 2] <= _NEAR).all(dim=1).tolist()
         status = [
-            "ok" if bool(visible[i]) else ("behind camera" if bool(behind[i]) else "outside frame")
-            for i in range(b)
+            "ok" if vis else ("behind camera" if beh else "outside frame")
+            for vis, beh in zip(visible.tolist(), behind, strict=True)
         ]
         return ConditioningResult(
             images=images,

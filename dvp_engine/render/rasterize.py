@@ -39,7 +39,7 @@ __all__ = ["Rasterization", "coverage_count", "rasterize", "rasterize_pixels"]
 
 _EMPTY = torch.iinfo(torch.int64).max
 #: default candidate (triangle, pixel) pairs per chunk: bounds the temporary memory (~100 bytes each).
-DEFAULT_MAX_CANDIDATES = 1 << 21
+DEFAULT_MAX_CANDIDATES = 1 << 19
 
 
 @dataclass

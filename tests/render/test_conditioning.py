@@ -291,6 +291,19 @@ def test_volume_stacking_current_frame_last_and_padding() -> None:
         build_volumes(torch.zeros(2, 3, 4, 4), [0])
 
 
+def test_colour_image_has_gradients_for_pose_expression_and_light() -> None:
+    model = load_default_model()
+    r = ConditioningRenderer(model, dtype=torch.float64)
+    p = torch.tensor(_params(), requires_grad=True)
+    res = r.render(p, torch.zeros(80, dtype=torch.float64), torch.zeros(80, dtype=torch.float64), CAMERA, 32)
+    (res.colour * torch.linspace(0, 1, 32, dtype=torch.float64)).sum().backward()
+    assert p.grad is not None
+    g = p.grad[0]
+    for name in ("rotation", "translation", "expression", "sh"):
+        assert float(g[L[name]].abs().max()) > 0, name
+    assert float(g[L["gaze"]].abs().max()) == 0  # the gaze image is not differentiable
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     model = load_default_model()
