@@ -32,6 +32,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_edit",
     "cmd_track",
     "cmd_overlay",
+    "cmd_render_conditioning",
     "cmd_train",
     "cmd_render",
     "cmd_reenact",

@@ -38,3 +38,23 @@ def read_image_frame(frame: int) -> np.ndarray:
 
     ((_, rgb),) = list(read_frames(SAMPLE, [frame]))
     return rgb
+
+
+def test_render_conditioning_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    track = tmp_path / "t.npz"
+    assert main(["track", str(SAMPLE), "-o", str(track), "--frames", "1-2", "-q"]) == 0
+    out = tmp_path / "c" / "c.####.exr"
+    assert main(["render-conditioning", str(track), "-o", str(out), "--size", "64", "-q"]) == 0
+    px, _ = read_image(tmp_path / "c" / "c.0002.exr")
+    assert px.shape == (64, 64, 9)
+    assert 0.05 < (px[..., 3:6].max(axis=2) > 0).mean() < 0.9  # the face covers part of the frame
+    prev = tmp_path / "p" / "p.####.png"
+    assert (
+        main(
+            ["render-conditioning", str(track), "-o", str(prev), "--size", "64", "--preview", "--frames", "2"]
+        )
+        == 0
+    )
+    img, _ = read_image(tmp_path / "p" / "p.0002.png")
+    assert img.shape == (64, 192, 3)
+    assert "wrote 1 conditioning images (64x64)" in capsys.readouterr().err
