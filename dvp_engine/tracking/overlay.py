@@ -55,10 +55,19 @@ def gaze_rays(
     t = params[layout.FRAME_LAYOUT["translation"]]
     gaze = np.rad2deg(params[layout.FRAME_LAYOUT["gaze"]])
     fx, fy, cx, cy = track.intrinsics
+    settings = track.metadata.get("tracker", {}).get("settings", {})
+    follows = bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
+    expr = params[layout.FRAME_LAYOUT["expression"]]
+    verts = np.asarray(model.vertices(track.identity.astype(np.float64), expr[None]), np.float64)[0]
+    mean = np.asarray(model.mean_shape, np.float64)
     out = []
-    for e, centre in enumerate((model.eyeball_left_center, model.eyeball_right_center)):
+    for e, (centre, loop) in enumerate(
+        ((model.eyeball_left_center, model.eye_left_loop), (model.eyeball_right_center, model.eye_right_loop))
+    ):
+        # the eyeball follows its eye opening (identity + expression) only if the tracker did
+        follow = verts[loop].mean(axis=0) - mean[loop].mean(axis=0) if follows else 0.0
         d = layout.gaze_direction(gaze[2 * e], gaze[2 * e + 1])
-        pupil = np.asarray(centre, np.float64) + float(model.eyeball_radius) * d
+        pupil = np.asarray(centre, np.float64) + follow + float(model.eyeball_radius) * d
         ends = []
         for p in (pupil, pupil + length * d):
             xc = rot @ p + t
@@ -199,7 +208,7 @@ def draw_overlay(
     """
     import OpenImageIO as oiio
 
-    from .pipeline import default_landmark_source, read_source
+    from .pipeline import as_landmark_source, read_source
 
     if model is None:
         from dvp_engine.facemodel import load_default_model
@@ -225,7 +234,7 @@ def draw_overlay(
         by_number = {int(f): imgs[i] for i, f in enumerate(track.frames)}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    lsrc = (landmark_source or default_landmark_source()) if detect else None
+    lsrc = as_landmark_source(landmark_source) if detect else None
     faces = np.asarray(model.faces)
     lm_idx = np.asarray(model.landmarks68)
     conf = track.channels.get(layout.CONFIDENCE, np.ones(track.n_frames, np.float32))

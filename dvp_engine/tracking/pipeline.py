@@ -157,69 +157,90 @@ def _to_uint8(img: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
 
 # ---------------------------------------------------------------------------------------------------- landmarks
 def default_landmark_source() -> LandmarkSource:
-    """The landmarks helper's dlib tracker (68 landmarks, box tracking, pupils) when available, else a minimal
-    per-frame dlib detector without pupils (:class:`DlibLandmarks`)."""
+    """The landmarks module's dlib tracker (68 landmarks, box tracking, re-detection; pupils from the eyes
+    module when present), as a :data:`LandmarkSource`. Falls back to :class:`DlibLandmarks` (per-frame dlib
+    detection, no pupils) when that module is unavailable."""
     try:
-        from . import landmarks as lmmod  # type: ignore[attr-defined]
+        from .landmarks import LandmarkTracker
     except ImportError:
         return DlibLandmarks()
-    adapter = _adapt_landmarks_module(lmmod)
-    return adapter if adapter is not None else DlibLandmarks()
+    return ObservationAdapter(LandmarkTracker())
 
 
-def _adapt_landmarks_module(lmmod: Any) -> LandmarkSource | None:
-    """Wrap the landmarks module's tracker as a :data:`LandmarkSource` (None if its API is not recognised)."""
-    cls = getattr(lmmod, "LandmarkTracker", None)
-    if cls is None:
-        return None
+class ObservationAdapter:
+    """Turns a :class:`~dvp_engine.tracking.landmarks.LandmarkSource` (``track(image) -> LandmarkResult``) into
+    a :data:`LandmarkSource` of :class:`FrameObservation`, adding pupils from :mod:`dvp_engine.tracking.eyes`
+    when that module is present."""
+
+    def __init__(self, source: Any, eyes: Any = None) -> None:
+        self.source = source
+        self.eyes = eyes if eyes is not None else _eyes_module()
+
+    def __call__(self, img: npt.NDArray[np.uint8]) -> FrameObservation:
+        res = self.source.track(img)
+        return _observation_from(res, img, self.eyes)
+
+
+def as_landmark_source(src: Any) -> LandmarkSource:
+    """Accept a :data:`LandmarkSource` callable, or an object with ``track(image) -> LandmarkResult``."""
+    if src is None:
+        return default_landmark_source()
+    if hasattr(src, "track") and not isinstance(src, ObservationAdapter):
+        return ObservationAdapter(src)
+    if callable(src):
+        return src  # type: ignore[no-any-return]
+    raise TypeError(f"not a landmark source: {src!r} (needs track(image) or to be callable)")
+
+
+def _source_name(src: Any) -> str:
+    inner = src.source if isinstance(src, ObservationAdapter) else src
+    name = getattr(inner, "__name__", None) or type(inner).__name__
+    if isinstance(src, ObservationAdapter) and src.eyes is not None:
+        name += " + eyes"
+    return str(name)
+
+
+def _eyes_module() -> Any:
     try:
-        tracker = cls()
-    except Exception as exc:  # pragma: no cover - depends on the landmarks module
-        log.warning("landmarks module present but its tracker failed to start (%s); using plain dlib", exc)
-        return None
-    eyes = None
-    try:
-        from . import eyes as eyemod  # type: ignore[attr-defined]
-
-        eyes = eyemod
+        from . import eyes
     except ImportError:
-        pass
-
-    def source(img: npt.NDArray[np.uint8]) -> FrameObservation:
-        res = tracker.track(img) if hasattr(tracker, "track") else tracker(img)
-        return _observation_from(res, img, eyes)
-
-    return source
+        return None
+    return eyes
 
 
 def _observation_from(res: Any, img: npt.NDArray[np.uint8], eyes: Any) -> FrameObservation:
     if isinstance(res, FrameObservation):
         return res
-    pts = getattr(res, "points", getattr(res, "landmarks", None))
-    found = bool(getattr(res, "found", pts is not None))
-    if not found or pts is None:
-        return FrameObservation(None, 0.0, message=str(getattr(res, "message", "") or "no face found"))
-    conf = getattr(res, "confidence", 1.0)
+    pts = getattr(res, "landmarks", None)
+    status = getattr(res, "status", "")
+    message = str(getattr(res, "message", "") or "")
+    if not bool(getattr(res, "found", pts is not None)) or pts is None:
+        why = message or (
+            f"no face found ({getattr(status, 'value', status)})" if status else "no face found"
+        )
+        return FrameObservation(None, 0.0, message=why)
+    pts64 = np.asarray(pts, np.float64)
     pupils = None
     pconf = np.zeros(2)
-    if eyes is not None and hasattr(eyes, "measure_eyes"):
-        try:
-            e = eyes.measure_eyes(img, np.asarray(pts, np.float64))
-            pupils = (
-                np.asarray(getattr(e, "pupils", None), np.float64)
-                if getattr(e, "pupils", None) is not None
-                else None
-            )
-            pconf = np.asarray(getattr(e, "pupil_confidence", np.zeros(2)), np.float64)
-        except Exception as exc:  # pragma: no cover
-            log.debug("eyes measurement failed: %s", exc)
-    return FrameObservation(
-        np.asarray(pts, np.float64),
-        np.asarray(conf, np.float64) if np.ndim(conf) else float(conf),
-        pupils,
-        pconf,
-        message=str(getattr(res, "message", "") or ""),
-    )
+    if eyes is not None:
+        pupils, pconf = _measure_pupils(eyes, img, pts64)
+    return FrameObservation(pts64, float(getattr(res, "confidence", 1.0)), pupils, pconf, message=message)
+
+
+def _measure_pupils(eyes: Any, img: npt.NDArray[np.uint8], pts: npt.NDArray[np.float64]) -> tuple[Any, Any]:
+    """Pupils ``(2, 2)`` (actor's left, right) and confidences ``(2,)`` from the eyes module, or (None, 0)."""
+    fn = getattr(eyes, "measure_eyes", None)
+    if fn is None:
+        return None, np.zeros(2)
+    try:
+        e = fn(img, pts)
+    except Exception as exc:  # pragma: no cover - depends on the eyes module
+        log.debug("eye measurement failed: %s", exc)
+        return None, np.zeros(2)
+    pupils = getattr(e, "pupils", None)
+    if pupils is None:
+        return None, np.zeros(2)
+    return np.asarray(pupils, np.float64), np.asarray(getattr(e, "pupil_confidence", np.ones(2)), np.float64)
 
 
 class DlibLandmarks:
@@ -368,7 +389,7 @@ def track_video(
     if isinstance(frames, Iterator):
         frames = list(frames)
     total = len(mem) if images is not None else count_frames(source, frames)
-    lsrc = landmark_source or default_landmark_source()
+    lsrc = as_landmark_source(landmark_source)
     t0 = time.perf_counter()
     numbers: list[int] = []
     obs: list[FrameObservation] = []
@@ -449,7 +470,7 @@ def track_video(
         "tracker": {
             "settings": st.as_dict(),
             "identity_keyframes": [int(numbers[k]) for k in keys],
-            "landmarks": type(lsrc).__name__ if not callable(getattr(lsrc, "__name__", None)) else "custom",
+            "landmarks": _source_name(lsrc),
             "seconds": {
                 "landmarks": round(t_land, 3),
                 **{k: round(v, 3) for k, v in res.timings.items()},

@@ -159,7 +159,7 @@ class SolverSettings:
     w_land: float = 1.0
     w_photo: float = 0.05
     w_expr: float = 5.0e-6
-    w_id: float = 1.0e-5
+    w_id: float = 1.0e-4
     w_refl: float = 1.0e-5
     w_sh: float = 1.0e-4
     w_blink: float = 1.0e-7
@@ -198,6 +198,7 @@ class ModelArrays:
     landmarks: Array  # (68,) int64
     photo: Array  # (M,) int64
     eye_centres: Array  # (2, 3) left, right
+    eye_loops: tuple[Array, Array]  # vertex loops of the eye openings (left, right)
     eyeball_radius: float
     iris_radius: float
     used: Array = field(init=False)  # (68 + M,) landmarks then photometric vertices
@@ -228,6 +229,18 @@ class ModelArrays:
             return self.mean
         s = alpha @ self.id_basis
         return self.mean + s.reshape(*alpha.shape[:-1], self.n, 3)
+
+    def eyeball_centres(self, shape: Array, expression: Array) -> Array:
+        """Eyeball centres ``(B, 2, 3)`` that follow the face: the model's centres moved by the mean
+        displacement (identity + expression, blinks excluded) of each eye opening's vertices."""
+        xp = self.xp
+        b = expression.shape[0]
+        out = xp.zeros((b, 2, 3))
+        for e, loop in enumerate(self.eye_loops):
+            base = shape[loop].mean(axis=0) - self.mean[loop].mean(axis=0)  # identity
+            eb = self.expr_basis.reshape(-1, self.n, 3)[:, loop].mean(axis=1)  # (64, 3)
+            out[:, e] = self.eye_centres[e] + base + expression @ eb
+        return out
 
     def albedo(self, beta: Array | None) -> Array:
         """Albedo ``(N, 3)`` for reflectance ``beta (80,)``."""
@@ -298,6 +311,7 @@ def prepare_model(model: Any, xp: types.ModuleType, settings: SolverSettings) ->
         landmarks=i(model.landmarks68),
         photo=i(photometric_vertices(model, settings.n_photo_vertices)),
         eye_centres=f(np.stack([model.eyeball_left_center, model.eyeball_right_center])),
+        eye_loops=(i(model.eye_left_loop), i(model.eye_right_loop)),
         eyeball_radius=float(model.eyeball_radius),
         iris_radius=float(model.iris_radius),
     )
@@ -823,6 +837,7 @@ def solve_gaze(
     start: Array | None = None,
     iterations: int = 6,
     prior: float = 1.0e-3,
+    centres: Array | None = None,
 ) -> Array:
     """Per-eye gaze (yaw, pitch) whose projected pupil lands on the detected pupil.
 
@@ -835,6 +850,8 @@ def solve_gaze(
         pupils: ``(B, 2, 2)`` detected pupil pixels, eyes ordered (left, right) = the actor's left, right.
         pupil_weights: ``(B, 2)`` detection confidence; 0 keeps ``start``.
         start: ``(B, 4)`` start gaze radians (left yaw, left pitch, right yaw, right pitch); default 0.
+        centres: ``(B, 2, 3)`` model-frame eyeball centres (default the model's fixed centres; the tracker
+            passes :meth:`ModelArrays.eyeball_centres`, which follow identity and expression).
 
     Returns:
         ``(B, 4)`` radians, clipped to +-45 degrees.
@@ -846,7 +863,7 @@ def solve_gaze(
     ang = xp.zeros((b, 2, 2)) if start is None else xp.array(start, dtype=xp.float64).reshape(b, 2, 2)
     ang0 = ang.copy()
     r = m.eyeball_radius
-    centres = m.eye_centres  # (2, 3)
+    centres = m.eye_centres[None] if centres is None else centres  # (B or 1, 2, 3)
     fx, fy, _, _ = intrinsics
     for _ in range(iterations):
         yaw, pitch = ang[..., 0], ang[..., 1]
@@ -854,7 +871,7 @@ def solve_gaze(
         d = xp.stack([syw * cp, sp, -cyw * cp], axis=-1)  # (B, 2, 3)
         dd_y = xp.stack([cyw * cp, xp.zeros_like(cp), syw * cp], axis=-1)
         dd_p = xp.stack([-syw * sp, cp, cyw * sp], axis=-1)
-        pm = centres[None] + r * d
+        pm = centres + r * d
         xc = xp.einsum("bij,bej->bei", rot, pm) + trans[:, None]
         pix = project(xc, intrinsics)
         jp = projection_jacobian(xc, intrinsics)  # (B, 2, 2, 3)

@@ -79,6 +79,11 @@ class TrackerSettings:
         max_landmark_error: fraction of the inter-ocular distance above which a fitted frame counts as lost.
         smooth: temporally smooth the curves (off by default; see :func:`smooth_params`).
         smooth_sigma: Gaussian sigma in frames for ``smooth``.
+        eyeball_follows_face: move the eyeball centres with the mean displacement of their eye openings
+            (identity + expression) in the gaze solve. Off by default because the renderer
+            (:mod:`dvp_engine.render.conditioning`) places pupils around the model's fixed centres, and gaze must
+            mean the same in both; with it off, an identity that moves the eye openings shows up as a constant
+            per-actor gaze offset (which relative transfer cancels).
     """
 
     solver: S.SolverSettings = field(default_factory=S.SolverSettings)
@@ -90,6 +95,7 @@ class TrackerSettings:
     max_landmark_error: float = 0.15
     smooth: bool = False
     smooth_sigma: float = 1.0
+    eyeball_follows_face: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "solver"}
@@ -411,6 +417,9 @@ class Tracker:
                         pup[r] = o.pupils
                         pw[r] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
                 gaze_start = np.tile(prev_gaze, (len(found), 1))
+                centres = (
+                    self.m.eyeball_centres(self._shape, x[:, S.EXPR]) if st.eyeball_follows_face else None
+                )
                 gaze = asnumpy(
                     S.solve_gaze(
                         self.m,
@@ -419,6 +428,7 @@ class Tracker:
                         xp.asarray(pw),
                         self.intrinsics,
                         start=xp.asarray(gaze_start),
+                        centres=centres,
                     )
                 )
                 t_gaze += time.perf_counter() - t0
