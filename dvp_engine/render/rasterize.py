@@ -196,9 +196,10 @@ def _fragments(
     height: int,
     near: float,
     max_candidates: int,
-) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Yield chunks ``(flat pixel index (M,), flat (frame, triangle) index (M,), depth (M,))`` of the
-    fragments whose pixel centre is inside their triangle (top-left rule)."""
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Yield chunks ``(flat pixel index (M,), flat (frame, triangle) index (M,), depth (M,),
+    perspective-correct barycentrics (M, 3))`` of the fragments whose pixel centre is inside their triangle
+    (top-left rule)."""
     t = faces.shape[0]
     hw = width * height
     coef, aux, bt, ymin, ny = _setup(pix, z, faces, width, height, near)
@@ -264,16 +265,15 @@ def _fragments(
         rk = rep.index_select(0, keep) + r0
         tri = row_tri.index_select(0, rk)
         ax = aux.index_select(1, tri)  # (4, K)
-        inv_depth = (
-            es[0].index_select(0, keep) * ax[0]
-            + es[1].index_select(0, keep) * ax[1]
-            + es[2].index_select(0, keep) * ax[2]
-        ) * ax[3]
+        # l_k = e_k / |2 area|; perspective-correct weights l_k / z_k, normalised (the area cancels)
+        w = torch.stack([es[k].index_select(0, keep) * ax[k] for k in range(3)], dim=1)  # (K, 3)
+        wsum = w.sum(dim=1)
+        depth = 1.0 / (wsum * ax[3])
         flat_bt = bt.index_select(0, tri)
         frame = torch.div(flat_bt, t, rounding_mode="floor")
         yk = table[13].index_select(0, rk).long()
         flat = frame * hw + yk * width + px.index_select(0, keep).long()
-        yield flat, flat_bt, 1.0 / inv_depth
+        yield flat, flat_bt, depth, w / wsum[:, None]
 
 
 def _check_inputs(verts: torch.Tensor, faces: torch.Tensor) -> None:
@@ -312,15 +312,48 @@ def rasterize_pixels(
     t = faces.shape[0]
     tri_bits = max(1, int(t).bit_length())
     key = torch.full((b * height * width,), _EMPTY, dtype=torch.int64, device=pix.device)
+    need_grad = torch.is_grad_enabled() and (pix.requires_grad or z.requires_grad)
+    kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
-        for flat, bt, depth in _fragments(
+        for flat, bt, depth, bary in _fragments(
             pix.detach(), z.detach(), faces, width, height, near, max_candidates
         ):
             bits = depth.float().clamp_min(0.0).view(torch.int32).to(torch.int64)
-            tri = bt % t
-            key.scatter_reduce_(0, flat, (bits << tri_bits) | tri, reduce="amin", include_self=True)
+            fkey = (bits << tri_bits) | (bt % t)
+            key.scatter_reduce_(0, flat, fkey, reduce="amin", include_self=True)
+            if not need_grad:
+                kept.append((flat, fkey, depth, bary))
+    tri_mask = (1 << tri_bits) - 1
+    if not need_grad:
+        # no autograd wanted: keep the winning fragments' own barycentrics and depths
+        if kept:
+            flat = torch.cat([k[0] for k in kept])
+            fkey = torch.cat([k[1] for k in kept])
+            win = torch.nonzero(key.index_select(0, flat) == fkey).squeeze(1)
+            pixel_index = flat.index_select(0, win)
+            tri = fkey.index_select(0, win) & tri_mask
+            depth = torch.cat([k[2] for k in kept]).index_select(0, win).to(pix.dtype)
+            bary = torch.cat([k[3] for k in kept]).index_select(0, win).to(pix.dtype)
+        else:
+            pixel_index = tri = torch.zeros(0, dtype=torch.int64, device=pix.device)
+            depth = torch.zeros(0, dtype=pix.dtype, device=pix.device)
+            bary = torch.zeros(0, 3, dtype=pix.dtype, device=pix.device)
+        frame = torch.div(pixel_index, height * width, rounding_mode="floor")
+        vid = faces.index_select(0, tri) + (frame * n)[:, None]
+        return Rasterization(
+            batch=b,
+            height=height,
+            width=width,
+            faces=faces,
+            pixel_index=pixel_index,
+            pixel_triangle=tri,
+            pixel_bary=bary,
+            pixel_depth=depth,
+            pixel_vertices=vid,
+            n_vertices=n,
+        )
     pixel_index = torch.nonzero(key != _EMPTY).squeeze(1)
-    tri = key.index_select(0, pixel_index) & ((1 << tri_bits) - 1)
+    tri = key.index_select(0, pixel_index) & tri_mask
     frame = torch.div(pixel_index, height * width, rounding_mode="floor")
     rem = pixel_index - frame * height * width
     py_i = torch.div(rem, width, rounding_mode="floor")
@@ -395,7 +428,7 @@ def coverage_count(
     b = pix.shape[0]
     count = torch.zeros(b * height * width, dtype=torch.int64, device=pix.device)
     with torch.no_grad():
-        for flat, _, _ in _fragments(
+        for flat, _, _, _ in _fragments(
             pix.detach(), z.detach(), faces, width, height, near, DEFAULT_MAX_CANDIDATES
         ):
             count.index_add_(0, flat, torch.ones_like(flat))

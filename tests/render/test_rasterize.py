@@ -229,3 +229,18 @@ def test_bad_input_raises_value_error() -> None:
         rasterize(v, torch.tensor([[0, 1, 3]]), cam)
     with pytest.raises(RenderInputError, match=r"\(B, N, 3\)"):
         rasterize(torch.zeros(3, 3), torch.tensor([[0, 1, 2]]), cam)
+
+
+def test_inference_path_equals_autograd_path() -> None:
+    # without autograd the winners keep their fragment-stage barycentrics; with it they are recomputed
+    v, f = _cube(0.2)
+    cam = Camera(60.0, 60.0, 15.5, 15.5, 32, 32)
+    vc = torch.tensor(v)[None] @ euler_to_matrix(torch.tensor([20.0, 30.0, 5.0], dtype=torch.float64)).T
+    vc = vc + torch.tensor([0.01, 0.0, 0.5], dtype=torch.float64)
+    fast = rasterize(vc, torch.tensor(f), cam)
+    slow = rasterize(vc.clone().requires_grad_(True), torch.tensor(f), cam)
+    assert torch.equal(fast.triangle, slow.triangle)
+    torch.testing.assert_close(fast.bary, slow.bary.detach(), atol=1e-9, rtol=0)
+    torch.testing.assert_close(fast.depth, slow.depth.detach(), atol=1e-12, rtol=0)
+    colours = torch.rand(1, 8, 3, dtype=torch.float64)
+    torch.testing.assert_close(fast.interpolate(colours), slow.interpolate(colours).detach())
