@@ -230,8 +230,10 @@ def _fragments(
     if rows.numel() == 0:
         return
     span = span.index_select(0, rows)
-    # top-left rule: an edge owns the centres exactly on it if it is a left edge (A > 0: the interior is to
-    # its right) or a top edge (A == 0 and B > 0: horizontal with the interior below, y pointing down)
+    # top-left rule: an edge owns the centres exactly on it if it is a left edge (A = -Dy > 0: the interior is
+    # to its right) or a top edge (A == 0 and Dx > 0: horizontal with the interior below, y pointing down).
+    # The 0.01 px margin of the spans above covers the rounding of the division (relative ~1e-7 of bounds
+    # that matter, i.e. within the image); the exact test below decides.
     owner = ((ca > 0) | ((ca == 0) & (rc[3:6] > 0))).to(coef.dtype)
     # per-row table for the pixel stage: r (3), A (3), ax (3), owner (3), first x, y
     table = torch.cat([r, ca, rc[6:9], owner, lo[None], yf[None]], dim=0).index_select(1, rows)  # (14, R')
