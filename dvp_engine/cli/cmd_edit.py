@@ -18,9 +18,10 @@ import argparse
 import logging
 from pathlib import Path
 
-from dvp_engine.core import CurveSet, FaceTrack, apply_curves
+from dvp_engine.core import FaceTrack
 
 from .common import UsageError
+from .options import apply_curve_files
 
 NAME = "edit"
 HELP = "apply curve edits, --set expressions and retiming to a track"
@@ -54,11 +55,7 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.overwrite:
         raise UsageError("output exists; pass --overwrite to replace it", path=args.output)
     track = FaceTrack.load(args.track)
-    for c in args.curves:
-        try:
-            track = apply_curves(track, CurveSet.load(c))
-        except KeyError as exc:
-            raise UsageError(str(exc.args[0]), path=c) from None
+    track = apply_curve_files(track, args.curves)
     try:
         track = apply_sets(track, args.sets)
     except (KeyError, ValueError) as exc:

@@ -20,7 +20,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import Progress, UsageError, progress_mode
+from .common import StageProgress, UsageError, progress_mode
 from .options import add_device, add_frames, parse_frames, resolve_device
 
 NAME = "reenact"
@@ -85,15 +85,7 @@ def run(args: argparse.Namespace) -> int:
         track_frames=args.track_frames,
     )
     mode = progress_mode(args)
-    bars: dict[str, Progress] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for b in bars.values():
-                b.close()
-            bar = bars[stage] = Progress(total, stage, mode)
-        bar.step(n=done - bar.done)
+    progress = StageProgress(mode)
 
     def on_log(it: int, rec: dict[str, Any]) -> None:
         progress("train", it, args.iters)
@@ -103,8 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0] if exc.args else exc)) from None
     finally:
-        for b in bars.values():
-            b.close()
+        progress.close()
     for line in res.report:
         log.info(line)
     log.info("steps run: %s", ", ".join(res.ran) or "none (all up to date)")

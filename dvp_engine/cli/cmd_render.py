@@ -17,8 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
-from .common import Progress, UsageError, progress_mode
-from .options import add_device, add_frames, parse_frames, resolve_device
+from .common import Progress, progress_mode
+from .options import add_device, add_frames, apply_curve_files, parse_frames, resolve_device
 
 NAME = "render"
 HELP = "render frames from a track with a trained model (EXR, scene-linear, with matte)"
@@ -46,15 +46,11 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dvp_engine.core import CurveSet, FaceTrack, apply_curves
+    from dvp_engine.core import FaceTrack
     from dvp_engine.pipeline.portrait import render_portrait
 
     track = FaceTrack.load(args.track)
-    for c in args.curves:
-        try:
-            track = apply_curves(track, CurveSet.load(c))
-        except KeyError as exc:
-            raise UsageError(str(exc.args[0]), path=c) from None
+    track = apply_curve_files(track, args.curves)
     frames = parse_frames(args.frames)
     wanted = list(frames) if frames is not None else [int(f) for f in track.frames]
     with Progress(len(wanted), "render", progress_mode(args)) as bar:

@@ -16,7 +16,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .common import Progress, UsageError, progress_mode
+from .common import StageProgress, UsageError, progress_mode
 from .options import add_device, add_frames, parse_frames, resolve_device
 
 NAME = "track"
@@ -48,15 +48,7 @@ def run(args: argparse.Namespace) -> int:
     frames = parse_frames(args.frames)
     device = resolve_device(args.device)
     mode = progress_mode(args)
-    bars: dict[str, Progress] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            for b in bars.values():
-                b.close()
-            bar = bars[stage] = Progress(total, stage, mode)
-        bar.step(n=done - bar.done)
+    progress = StageProgress(mode)
 
     intrinsics = None
     if args.focal is not None:
@@ -77,10 +69,10 @@ def run(args: argparse.Namespace) -> int:
             intrinsics=intrinsics,
         )
     finally:
-        for b in bars.values():
-            b.close()
+        progress.close()
     track.save(args.output)
-    lost = track.frames[track.channels[layout.VALID] < 0.5] if layout.VALID in track.channels else []
+    valid = track.channels.get(layout.VALID)
+    lost = [int(f) for f in track.frames[valid < 0.5]] if valid is not None else []
     log.info(
         "wrote %s: %d frames, mean confidence %.3f",
         args.output,

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .common import Progress, progress_mode
+from .common import Progress, StageProgress, progress_mode
 from .options import add_device, resolve_device
 
 NAME = "train"
@@ -56,13 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     mode = progress_mode(args)
-    bars: dict[str, Progress] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = Progress(total, stage, mode)
-        bar.step(n=done - bar.done)
+    progress = StageProgress(mode)
 
     line = None
     if mode == "lines":
@@ -94,8 +88,7 @@ def run(args: argparse.Namespace) -> int:
             progress=progress,
         )
     finally:
-        for b in bars.values():
-            b.close()
+        progress.close()
     log.info(
         "trained %s: %s", args.output, ", ".join(f"{k}={v:.4f}" for k, v in losses.items() if "loss" in k)
     )

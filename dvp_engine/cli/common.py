@@ -128,3 +128,32 @@ def track_progress(items: Iterable[T], total: int, desc: str, mode: str) -> Iter
 def report_error(exc: BaseException) -> None:
     """Print an error the documented way."""
     print(f"dvp: error: {exc}", file=sys.stderr, flush=True)
+
+
+class StageProgress:
+    """Progress over named stages (``landmarks``, ``track``, ``train`` ...), one bar or line series each.
+
+    Call it as ``progress(stage, done, total)``; a new stage closes the previous bars. Use as a context manager
+    so the last bar is closed.
+    """
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.bars: dict[str, Progress] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        bar = self.bars.get(stage)
+        if bar is None:
+            self.close()
+            bar = self.bars[stage] = Progress(total, stage, self.mode)
+        bar.step(n=done - bar.done)
+
+    def close(self) -> None:
+        for b in self.bars.values():
+            b.close()
+
+    def __enter__(self) -> StageProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

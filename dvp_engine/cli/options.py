@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
+from dvp_engine.core import FaceTrack
 from dvp_engine.core.frames import FrameSet
 
 from .common import UsageError
@@ -43,3 +45,15 @@ def resolve_device(name: str) -> str:
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def apply_curve_files(track: FaceTrack, paths: list[Path]) -> FaceTrack:
+    """Apply curve files in order; an unknown channel is a usage error naming the file and the valid channels."""
+    from dvp_engine.core import CurveSet, apply_curves
+
+    for c in paths:
+        try:
+            track = apply_curves(track, CurveSet.load(c))
+        except KeyError as exc:
+            raise UsageError(str(exc.args[0]), path=c) from None
+    return track

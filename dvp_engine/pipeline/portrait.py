@@ -83,7 +83,8 @@ def resize_images(images: npt.NDArray[Any], size: int) -> npt.NDArray[np.float32
 
 def to_uint8(a: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
     """[0, 1] floats to uint8."""
-    return np.clip(np.rint(np.asarray(a, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    out: npt.NDArray[np.uint8] = np.clip(np.rint(np.asarray(a, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return out
 
 
 def save_npy_atomic(path: Path, array: npt.NDArray[Any]) -> Path:
