@@ -283,3 +283,26 @@ def test_closed_convex_mesh_is_hit_exactly_twice(seed: int) -> None:
     # and the z-buffer picks the front surface: depth below the centre's
     r = rasterize(torch.tensor(vc[None]), torch.tensor(f), cam)
     assert (r.depth[0][r.mask[0]] < 0.5).all()
+
+
+def test_face_model_agrees_with_the_trackers_numpy_rasteriser() -> None:
+    # an independent implementation (per-triangle numpy loop in the tracker's overlay): same coverage and
+    # nearly the same colours (it interpolates in screen space, we perspective-correct)
+    overlay = pytest.importorskip("dvp_engine.tracking.overlay")
+    from dvp_engine.facemodel import load_default_model
+
+    model = load_default_model()
+    rot = euler_to_matrix(torch.tensor([5.0, -20.0, 3.0], dtype=torch.float64))
+    vc = torch.tensor(model.mean_shape, dtype=torch.float64)[None] @ rot.T + torch.tensor([0.0, 0.0, 0.6])
+    cam = Camera(300.0, 300.0, 63.5, 63.5, 128, 128)
+    colours = torch.tensor(model.mean_albedo, dtype=torch.float64)[None]
+    r = rasterize(vc, torch.tensor(model.faces), cam)
+    ours = r.interpolate(colours)[0].permute(1, 2, 0).numpy()
+    pix = cam.project(vc)[0].numpy()
+    theirs, mask = overlay.rasterise_vertex_colours(
+        pix, vc[0, :, 2].numpy(), colours[0].numpy(), model.faces, np.zeros((128, 128, 3))
+    )
+    m = r.mask[0].numpy()
+    assert (m != mask).mean() < 0.002  # only centres exactly on edges may differ
+    both = m & mask
+    assert np.abs(ours[both] - theirs[both]).max() < 0.02
