@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from dvp_engine.facemodel import load_default_model  # noqa: E402
 from dvp_engine.io.video import open_video  # noqa: E402
-from dvp_engine.tracking.pipeline import DlibLandmarks, default_landmark_source, pick_keyframes, read_source  # noqa: E402
+from dvp_engine.tracking.pipeline import default_landmark_source, pick_keyframes, read_source, source_name  # noqa: E402
 from dvp_engine.tracking.tracker import Tracker, TrackerSettings  # noqa: E402
 from dvp_engine.tracking.xp import cuda_available  # noqa: E402
 
@@ -58,9 +58,7 @@ def bench_clip(path: Path, n_frames: int, keyframes: int, model, devices: list[s
     t0 = time.perf_counter()
     obs = [source(img) for img in images]
     out["landmarks_ms_per_frame"] = round(1000 * (time.perf_counter() - t0) / len(images), 2)
-    out["landmark_source"] = (
-        type(source).__name__ if not isinstance(source, DlibLandmarks) else "DlibLandmarks"
-    )
+    out["landmark_source"] = source_name(source)
     out["faces_found"] = int(sum(o.found for o in obs))
 
     keys = pick_keyframes(obs, keyframes)

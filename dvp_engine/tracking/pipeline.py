@@ -192,7 +192,7 @@ def as_landmark_source(src: Any) -> LandmarkSource:
     raise TypeError(f"not a landmark source: {src!r} (needs track(image) or to be callable)")
 
 
-def _source_name(src: Any) -> str:
+def source_name(src: Any) -> str:
     inner = src.source if isinstance(src, ObservationAdapter) else src
     name = getattr(inner, "__name__", None) or type(inner).__name__
     if isinstance(src, ObservationAdapter) and src.eyes is not None:
@@ -470,7 +470,7 @@ def track_video(
         "tracker": {
             "settings": st.as_dict(),
             "identity_keyframes": [int(numbers[k]) for k in keys],
-            "landmarks": _source_name(lsrc),
+            "landmarks": source_name(lsrc),
             "seconds": {
                 "landmarks": round(t_land, 3),
                 **{k: round(v, 3) for k, v in res.timings.items()},

@@ -35,7 +35,7 @@ import numpy.typing as npt
 from dvp_engine.core import layout
 
 from . import solver as S
-from .xp import Array, asnumpy, box_blur, get_xp
+from .xp import Array, asnumpy, blas_threads, box_blur, get_xp
 
 ProgressFn = Callable[[int, int], None]
 
@@ -79,6 +79,8 @@ class TrackerSettings:
         max_landmark_error: fraction of the inter-ocular distance above which a fitted frame counts as lost.
         smooth: temporally smooth the curves (off by default; see :func:`smooth_params`).
         smooth_sigma: Gaussian sigma in frames for ``smooth``.
+        blas_threads: numpy's OpenBLAS threads while solving on the CPU (the systems are small: one thread is
+            as fast on a quiet machine and much faster on a busy one); None leaves BLAS as it is.
         eyeball_follows_face: move the eyeball centres with the mean displacement of their eye openings
             (identity + expression) in the gaze solve. Off by default because the renderer
             (:mod:`dvp_engine.render.conditioning`) places pupils around the model's fixed centres, and gaze must
@@ -96,6 +98,7 @@ class TrackerSettings:
     smooth: bool = False
     smooth_sigma: float = 1.0
     eyeball_follows_face: bool = False
+    blas_threads: int | None = 1
 
     def as_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "solver"}
@@ -310,6 +313,13 @@ class Tracker:
     def fit_identity(
         self, frames: Sequence[npt.NDArray[Any]], observations: Sequence[FrameObservation]
     ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+        """Identity mode (see :meth:`_fit_identity`), with numpy's BLAS limited to ``settings.blas_threads``."""
+        with blas_threads(self.settings.blas_threads if self.xp is np else None):
+            return self._fit_identity(frames, observations)
+
+    def _fit_identity(
+        self, frames: Sequence[npt.NDArray[Any]], observations: Sequence[FrameObservation]
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """Identity mode: solve alpha and beta jointly over keyframes, then hold them fixed.
 
         Args:
@@ -348,6 +358,17 @@ class Tracker:
 
     # ------------------------------------------------------------------ tracking mode
     def track(
+        self,
+        frames: Callable[[int], npt.NDArray[Any]] | Sequence[npt.NDArray[Any]],
+        observations: Sequence[FrameObservation],
+        *,
+        progress: ProgressFn | None = None,
+    ) -> TrackResult:
+        """Tracking mode (see :meth:`_track`), with numpy's BLAS limited to ``settings.blas_threads``."""
+        with blas_threads(self.settings.blas_threads if self.xp is np else None):
+            return self._track(frames, observations, progress=progress)
+
+    def _track(
         self,
         frames: Callable[[int], npt.NDArray[Any]] | Sequence[npt.NDArray[Any]],
         observations: Sequence[FrameObservation],
