@@ -170,11 +170,14 @@ class FaceDetector:
 
     The smallest face the detector sees is about 80 pixels wide in the image it scans. A full-frame search runs
     on the frame block-averaged by ``detect_factor`` (fast; at 1/2 resolution a 512x512 frame costs ~4 ms on one
-    core), then, if nothing is found, at full resolution, then with dlib's 2x upsampling (``upsample_when_lost``)
-    so faces down to about 40 pixels are still found (and can be flagged as tiny).
+    core); if nothing is found, the factor is halved down to full resolution, then dlib's 2x upsampling
+    (``upsample_when_lost``) runs so faces down to about 40 pixels are still found (and can be flagged as tiny).
+    The first pass that finds a face ends the search, so a second face smaller than ``80 * factor`` pixels next
+    to a large one is not counted.
 
     Args:
-        detect_factor: integer block-average factor of the first pass (0 = choose so the long side is ~256 px).
+        detect_factor: integer block-average factor of the first pass (0 = automatic: 2 for frames of 400-767
+            pixels on the long side, ``long_side // 384`` above, 1 below).
         threshold: SVM score threshold (dlib's default 0).
         upsample_when_lost: 0 disables the 2x-upsampled last pass.
     """
@@ -191,7 +194,8 @@ class FaceDetector:
     def _factor(self, shape: tuple[int, ...]) -> int:
         if self.detect_factor > 0:
             return self.detect_factor
-        return max(1, int(max(shape[0], shape[1]) // 256))
+        long_side = max(shape[0], shape[1])
+        return max(2 if long_side >= 400 else 1, int(long_side // 384))
 
     def _run(
         self, grey: U8, upsample: int, threshold: float, factor: int, ox: float, oy: float
@@ -210,8 +214,9 @@ class FaceDetector:
         """All faces in a frame, largest first (full-resolution coordinates); [] when none."""
         factor = self._factor(rgb.shape)
         passes: list[tuple[int, int]] = [(factor, 0)]
-        if factor > 1:
-            passes.append((1, 0))
+        while factor > 1:
+            factor //= 2
+            passes.append((max(1, factor), 0))
         if self.upsample_when_lost > 0:
             passes.append((1, self.upsample_when_lost))
         for f, up in passes:

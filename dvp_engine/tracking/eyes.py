@@ -15,7 +15,7 @@ peak stands out, the iris/sclera contrast and the eye's openness (a closed eye g
 Blink (:func:`eye_aspect_ratio`, :func:`blink_measure`): the eye aspect ratio ``EAR = (|p2-p6| + |p3-p5|) /
 (2 |p1-p4|)`` of each eye's 6 landmarks, mapped to 0 = open .. 1 = closed relative to the actor's open-eye level
 over a clip (a percentile of the EAR) and a closed level (``closed_ratio`` of it: dlib's lid points stay on the lash
-line, so a shut eye keeps an EAR of about 0.3x the open value).
+line, so a shut eye keeps an EAR of about 0.3-0.4x the open value).
 
 Gaze (:func:`gaze_from_pupils`): the pupil's offset from the middle of the eye opening, in the eye's own frame
 (corner line = x axis), turned into yaw/pitch with an eyeball radius of ``radius_ratio`` (0.42) times the
@@ -84,7 +84,7 @@ def open_eye_level(ear: Any, percentile: float = 60.0) -> F64:
 
 
 def blink_measure(
-    ear: Any, open_level: Any = None, closed_ratio: float = 0.3, percentile: float = 60.0
+    ear: Any, open_level: Any = None, closed_ratio: float = 0.4, percentile: float = 60.0
 ) -> F64:
     """Eyelid closure per eye, 0 = open .. 1 = closed, from eye aspect ratios.
 
