@@ -90,6 +90,8 @@ def render_conditioning_sequence(
         overwrite: replace existing files; if False, existing frames raise before anything is written.
         model: face model (default: the shipped one).
         progress: called with each frame number once its file is written.
+    The pupils follow the tracker's ``eyeball_follows_face`` setting recorded in the track's metadata.
+
     Returns:
         :class:`RenderSummary` (files written, frames with an empty render).
     Raises:
@@ -117,13 +119,22 @@ def render_conditioning_sequence(
     out_w, out_h = size_tuple(size) if size is not None else camera.size
     renderer = ConditioningRenderer(model if model is not None else load_default_model(), device=device)
     params = track.params()
+    settings = track.metadata.get("tracker", {}).get("settings", {})
+    follows = bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
     summary = RenderSummary(size=(out_w, out_h))
     for start in range(0, len(wanted), batch):
         chunk = wanted[start : start + batch]
         rows = np.array([track.index_of(f) for f in chunk])
         try:
             with torch.inference_mode():
-                res = renderer.render(params[rows], track.identity, track.reflectance, camera, (out_w, out_h))
+                res = renderer.render(
+                    params[rows],
+                    track.identity,
+                    track.reflectance,
+                    camera,
+                    (out_w, out_h),
+                    eyeball_follows_face=follows,
+                )
         except InputError as exc:
             raise InputError(f"{exc} (frames {chunk[0]}-{chunk[-1]})", path=track_path) from exc
         images = (res.side_by_side() if preview else res.images).float().cpu().numpy()

@@ -186,6 +186,11 @@ class ConditioningRenderer:
         self.eye_centres = torch.as_tensor(
             np.stack([model.eyeball_left_center, model.eyeball_right_center]), dtype=dtype, device=self.device
         )
+        self.eye_loops = [
+            torch.as_tensor(np.asarray(loop), dtype=torch.int64, device=self.device)
+            for loop in (model.eye_left_loop, model.eye_right_loop)
+        ]
+        self.mean_shape = torch.as_tensor(model.mean_shape, dtype=dtype, device=self.device)
         self.eyeball_radius = float(model.eyeball_radius)
         self.iris_radius = float(model.iris_radius)
 
@@ -197,6 +202,8 @@ class ConditioningRenderer:
         reflectance: Any,
         camera: Camera,
         size: int | Sequence[int] | None = None,
+        *,
+        eyeball_follows_face: bool = False,
     ) -> ConditioningResult:
         """Conditioning images from packed per-frame parameters.
 
@@ -208,6 +215,9 @@ class ConditioningRenderer:
             camera: the camera of the footage (intrinsics for ``camera.width x camera.height``).
             size: output size (int for square, or ``(width, height)``); the intrinsics are scaled to it
                 (:meth:`Camera.scaled`). Default: the camera's own size.
+            eyeball_follows_face: move each eyeball centre with the mean displacement (identity + expression,
+                blinks excluded) of its eye opening's vertices, as the tracker does when its setting of that
+                name is on (``track.metadata["tracker"]["settings"]``); off: the model's fixed centres.
         Returns:
             :class:`ConditioningResult` with images ``(B, 9, H, W)`` in [0, 1].
         Raises:
@@ -232,6 +242,7 @@ class ConditioningRenderer:
             reflectance=reflectance,
             camera=camera,
             size=size,
+            eyeball_follows_face=eyeball_follows_face,
         )
 
     def render_parts(
@@ -247,6 +258,7 @@ class ConditioningRenderer:
         reflectance: Any,
         camera: Camera,
         size: int | Sequence[int] | None = None,
+        eyeball_follows_face: bool = False,
     ) -> ConditioningResult:
         """Conditioning images from separate parameters (torch or numpy; B frames).
 
@@ -255,7 +267,7 @@ class ConditioningRenderer:
             expression: ``(B, 64)``; sh: ``(B, 27)`` (index ``3 * band + channel``);
             gaze: ``(B, 4)`` radians (left yaw, left pitch, right yaw, right pitch); blink: ``(B, 2)``.
             identity, reflectance: ``(80,)`` or ``(B, 80)``.
-            camera, size: as in :meth:`render`.
+            camera, size, eyeball_follows_face: as in :meth:`render`.
         """
         dev, dt = self.device, self.dtype
         rot = _as_tensor(rotation, "rotation", dev, dt)
@@ -290,7 +302,12 @@ class ConditioningRenderer:
             albedo = albedo.expand(b, -1, -1)
         normals = vertex_normals(verts, self.faces)
         colour = sh_shade(albedo, normals, light).clamp(0.0, 1.0)
-        return self._compose(verts, colour, rot, trans, gz, cam)
+        centres = self.eye_centres[None].expand(b, 2, 3)
+        if eyeball_follows_face:
+            moved = self.model.vertices(alpha, expr) - self.mean_shape  # (B, N, 3), no blinks
+            shift = torch.stack([moved[:, loop].mean(dim=1) for loop in self.eye_loops], dim=1)
+            centres = centres + shift
+        return self._compose(verts, colour, rot, trans, gz, centres, cam)
 
     # ------------------------------------------------------------------ internals
     def _compose(
@@ -300,6 +317,7 @@ class ConditioningRenderer:
         rot: torch.Tensor,
         trans: torch.Tensor,
         gaze: torch.Tensor,
+        centres: torch.Tensor,
         cam: Camera,
     ) -> ConditioningResult:
         b, n, _ = verts.shape
@@ -310,7 +328,7 @@ class ConditioningRenderer:
         is_face = tri < self.n_face
         attrs = torch.cat([colour, self.codes.expand(b, -1, -1)], dim=-1)
         vals = raster.interpolate_sparse(attrs) * is_face[:, None].to(colour.dtype)  # (P, 6)
-        gaze_rgb = self._gaze_values(raster, rot, trans, gaze, cam, is_face)  # (P, 3)
+        gaze_rgb = self._gaze_values(raster, rot, trans, gaze, centres, cam, is_face)  # (P, 3)
         images = raster.scatter(torch.cat([vals, gaze_rgb], dim=1), 0.0)
         face_px = torch.bincount(raster.pixel_batch[is_face], minlength=b)
         visible = face_px > 0
@@ -333,6 +351,7 @@ class ConditioningRenderer:
         rot: torch.Tensor,
         trans: torch.Tensor,
         gaze: torch.Tensor,
+        centres: torch.Tensor,
         cam: Camera,
         is_face: torch.Tensor,
     ) -> torch.Tensor:
@@ -347,7 +366,7 @@ class ConditioningRenderer:
         frame = raster.pixel_batch.index_select(0, eye_sel)
         # pupil centre and iris normal per (frame, eye), camera frame
         d = gaze_direction(gaze[:, 0::2], gaze[:, 1::2])  # (B, 2, 3) head frame
-        centre = self.eye_centres[None] + self.eyeball_radius * d  # (B, 2, 3) model frame
+        centre = centres + self.eyeball_radius * d  # (B, 2, 3) model frame
         centre_cam = centre @ rot.transpose(-1, -2) + trans[:, None, :]
         normal_cam = d @ rot.transpose(-1, -2)
         pe = frame * 2 + eye
@@ -381,6 +400,7 @@ def render_conditioning(
     size: int | Sequence[int] | None = None,
     *,
     device: torch.device | str | None = None,
+    eyeball_follows_face: bool = False,
 ) -> ConditioningResult:
     """Render the three conditioning images for a batch of frames (see :meth:`ConditioningRenderer.render`).
 
@@ -391,6 +411,7 @@ def render_conditioning(
         camera: the footage camera (``Camera.from_intrinsics(track.intrinsics, track.width, track.height)``).
         size: output size (e.g. 256 for the network), intrinsics scaled to it; default the camera's size.
         device: torch device.
+        eyeball_follows_face: see :meth:`ConditioningRenderer.render` (match the tracker's setting).
     Returns:
         :class:`ConditioningResult`: ``.images (B, 9, H, W)`` in [0, 1], ``.visible (B,)`` flags.
     """
@@ -401,7 +422,7 @@ def render_conditioning(
         r = ConditioningRenderer(model, device=dev)
         _RENDERERS.clear()
         _RENDERERS[key] = r
-    return r.render(params, identity, reflectance, camera, size)
+    return r.render(params, identity, reflectance, camera, size, eyeball_follows_face=eyeball_follows_face)
 
 
 def window_indices(index: int, nw: int = 11) -> list[int]:

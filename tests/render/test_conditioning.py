@@ -154,6 +154,7 @@ def _eye_stats(img: np.ndarray) -> dict[str, tuple[int, int, float, float]]:
     for name, sl in (("right", slice(0, w // 2)), ("left", slice(w // 2, w))):
         e, b = eye[:, sl], blue[:, sl]
         ys, xs = np.nonzero(b)
+        xs = xs + sl.start  # image coordinates
         out[name] = (
             int(e.sum()),
             int(b.sum()),
@@ -320,3 +321,40 @@ if __name__ == "__main__":
         regenerate()
     else:
         print(__doc__)
+
+
+@pytest.mark.parametrize("follows", [False, True])
+def test_pupils_sit_where_the_tracker_puts_them(follows: bool) -> None:
+    # the tracker's overlay projects the pupil (eyeball centre + radius * d); our blue disc is centred there
+    overlay = pytest.importorskip("dvp_engine.tracking.overlay")
+    from fractions import Fraction
+
+    from dvp_engine.core.track import FaceTrack
+
+    model = load_default_model()
+    p = _params()
+    p[0, L["rotation"]] = np.deg2rad([0.0, 10.0, 0.0])
+    p[0, L["gaze"]] = np.deg2rad([8.0, 0.0, 8.0, 0.0])
+    alpha = np.zeros(80)
+    alpha[:6] = 2.0 * model.id_std[:6]  # an identity that moves the eye openings
+    track = FaceTrack.from_params(
+        [1],
+        p,
+        rate=Fraction(25),
+        width=512,
+        height=512,
+        intrinsics=CAMERA.intrinsics,
+        identity=alpha,
+        metadata={"tracker": {"settings": {"eyeball_follows_face": follows}}},
+    )
+    res = render_conditioning(model, p, alpha, np.zeros(80), CAMERA, 256, eyeball_follows_face=follows)
+    img = res.images[0].numpy()
+    stats = _eye_stats(img)
+    blue = (img[8] > 0.5) & (img[6] < 0.5)
+    for eye, (pupil, _) in zip(("left", "right"), overlay.gaze_rays(model, track, 0), strict=True):
+        expected = (np.asarray(pupil) + 0.5) / 2.0 - 0.5  # 512 -> 256 pixel coordinates
+        assert abs(stats[eye][2] - expected[0]) < 0.75, (eye, stats[eye], expected)
+        # vertically the lids clip the disc: the pupil lies within the blue rows around it
+        column = blue[:, int(round(expected[0])) - 1 : int(round(expected[0])) + 2].any(axis=1)
+        rows = np.nonzero(column)[0]
+        assert rows.min() - 0.5 <= expected[1] <= rows.max() + 0.5, (eye, rows, expected)
