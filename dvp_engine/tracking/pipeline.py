@@ -393,6 +393,7 @@ def track_video(
     t0 = time.perf_counter()
     numbers: list[int] = []
     obs: list[FrameObservation] = []
+    notes: dict[str, str] = {}
     size: tuple[int, int] | None = None
     for num, img in stream():
         if img is None:
@@ -413,7 +414,9 @@ def track_video(
         if not o.found and on_bad_frame == "error":
             raise InputError(o.message or "no face found", path=source, frame=num)
         if o.message:
-            log.info("frame %d: %s", num, o.message)
+            if o.found:  # e.g. several faces, the largest taken: tracked, but worth saying
+                notes[str(num)] = o.message
+            log.log(logging.WARNING if o.found else logging.INFO, "frame %d: %s", num, o.message)
         numbers.append(num)
         obs.append(o)
         if progress is not None:
@@ -478,6 +481,7 @@ def track_video(
             },
         },
         "lost_frames": lost,
+        "frame_notes": notes,
     }
     return FaceTrack.from_params(
         np.asarray(numbers, np.int64),
