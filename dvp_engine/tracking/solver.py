@@ -850,8 +850,10 @@ def solve_gaze(
         pupils: ``(B, 2, 2)`` detected pupil pixels, eyes ordered (left, right) = the actor's left, right.
         pupil_weights: ``(B, 2)`` detection confidence; 0 keeps ``start``.
         start: ``(B, 4)`` start gaze radians (left yaw, left pitch, right yaw, right pitch); default 0.
-        centres: ``(B, 2, 3)`` model-frame eyeball centres (default the model's fixed centres; the tracker
-            passes :meth:`ModelArrays.eyeball_centres`, which follow identity and expression).
+        iterations: Gauss-Newton iterations.
+        prior: Levenberg damping, relative to the pupil's squared pixel motion per radian of gaze.
+        centres: ``(B, 2, 3)`` model-frame eyeball centres (default the model's fixed centres; with
+            ``TrackerSettings.eyeball_follows_face`` the tracker passes :meth:`ModelArrays.eyeball_centres`).
 
     Returns:
         ``(B, 4)`` radians, clipped to +-45 degrees.
@@ -861,7 +863,6 @@ def solve_gaze(
     rot, _ = euler_rotation(xp, local[:, ROT])
     trans = local[:, TRANS]
     ang = xp.zeros((b, 2, 2)) if start is None else xp.array(start, dtype=xp.float64).reshape(b, 2, 2)
-    ang0 = ang.copy()
     r = m.eyeball_radius
     centres = m.eye_centres[None] if centres is None else centres  # (B or 1, 2, 3)
     fx, fy, _, _ = intrinsics
@@ -881,9 +882,9 @@ def solve_gaze(
         w = pupil_weights[..., None, None]
         a = w * (xp.swapaxes(jac, -1, -2) @ jac)
         g = (w * (xp.swapaxes(jac, -1, -2) @ res[..., None]))[..., 0]
-        reg = prior * (fx * fy * r * r / xp.maximum(xc[..., 2], 1e-3) ** 2)[..., None]  # scale-aware damping
+        # Levenberg damping in units of the pupil's pixel motion per radian, so it is resolution-independent
+        reg = prior * (fx * fy * r * r / xp.maximum(xc[..., 2], 1e-3) ** 2)[..., None]
         a = a + xp.eye(2)[None, None] * (reg[..., None] + 1e-9)
-        g = g + reg * (ang - ang0) * 0.0
         step = xp.linalg.solve(a, -g[..., None])[..., 0]
         ang = xp.clip(ang + step, -math.pi / 4, math.pi / 4)
     return ang.reshape(b, 4)
