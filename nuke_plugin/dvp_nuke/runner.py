@@ -1,0 +1,190 @@
+"""Run the ``dvp`` command out of process and follow its progress (stdlib only, no ``nuke``).
+
+``dvp`` writes machine-readable lines on stderr when run with ``--progress lines``::
+
+    dvp: progress <done>/<total> frame <N>
+    dvp: error: <path>: frame <N>: <message>
+
+and exits 0 (success), 1 (failure) or 2 (usage error). :func:`run_dvp` starts the command, reads stderr on a
+thread, reports :class:`Progress` events and stops the process when ``should_cancel()`` turns true.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ENV_VAR = "DVP_EXECUTABLE"
+
+_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?\s*$")
+_ERROR = re.compile(r"^dvp: error: (.*)$")
+_FRAME_IN_ERROR = re.compile(r"(?:^|: )frame (-?\d+)(?::|$)")
+
+
+class DvpNotFound(RuntimeError):
+    """The ``dvp`` executable could not be found; the message says where it looked and how to set it."""
+
+
+def find_dvp(setting: str = "", environ: Mapping[str, str] | None = None) -> str:
+    """The ``dvp`` executable: the node's ``dvp`` knob, then ``$DVP_EXECUTABLE``, then ``PATH``.
+
+    Raises:
+        DvpNotFound: naming every place looked at and how to set the path.
+    """
+    env = os.environ if environ is None else environ
+    tried: list[str] = []
+    for label, value in (("the node's 'dvp' knob", setting), (f"${ENV_VAR}", env.get(ENV_VAR, ""))):
+        if value:
+            path = Path(os.path.expanduser(value))
+            if path.is_file() and os.access(path, os.X_OK):
+                return str(path)
+            tried.append(f"{label} ({value}: not an executable file)")
+        else:
+            tried.append(f"{label} (empty)")
+    found = shutil.which("dvp", path=env.get("PATH"))
+    if found:
+        return found
+    tried.append("PATH (no 'dvp')")
+    raise DvpNotFound(
+        "the dvp executable was not found; looked at " + ", ".join(tried) + ". Set the path of dvp "
+        "(e.g. /path/to/dvp/.venv/bin/dvp) in the DVPortrait node's 'dvp' knob (DVPortrait tab), or set "
+        f"the environment variable {ENV_VAR} before starting Nuke, or add its folder to PATH."
+    )
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``done`` of ``total`` steps finished, the last at ``frame``."""
+
+    done: int
+    total: int
+    frame: int | None
+
+
+@dataclass(frozen=True)
+class ErrorLine:
+    """A ``dvp: error:`` line; ``frame`` parsed from it where present."""
+
+    message: str
+    frame: int | None
+
+
+def parse_line(line: str) -> Progress | ErrorLine | None:
+    """Parse one stderr line of ``dvp``: a :class:`Progress`, an :class:`ErrorLine` or ``None`` (other text)."""
+    line = line.rstrip("\r\n")
+    m = _PROGRESS.match(line)
+    if m:
+        return Progress(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
+    m = _ERROR.match(line)
+    if m:
+        f = _FRAME_IN_ERROR.search(m.group(1))
+        return ErrorLine(m.group(1), None if f is None else int(f.group(1)))
+    return None
+
+
+@dataclass
+class RunResult:
+    """Outcome of one ``dvp`` run."""
+
+    command: list[str]
+    returncode: int | None = None
+    cancelled: bool = False
+    last_progress: Progress | None = None
+    errors: list[ErrorLine] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when ``dvp`` exited 0 and was not cancelled."""
+        return self.returncode == 0 and not self.cancelled
+
+    @property
+    def failed_frame(self) -> int | None:
+        """The frame named by the last error line, if any."""
+        for err in reversed(self.errors):
+            if err.frame is not None:
+                return err.frame
+        return None
+
+    def summary(self, what: str = "dvp") -> str:
+        """One user-facing sentence: finished, cancelled, or failed at frame N with the engine's message."""
+        done = self.last_progress.done if self.last_progress else 0
+        total = self.last_progress.total if self.last_progress else 0
+        if self.cancelled:
+            return f"{what} cancelled after {done} frame(s); the frames already written are kept"
+        if self.ok:
+            return f"{what} finished ({done} frame(s))"
+        where = f" at frame {self.failed_frame}" if self.failed_frame is not None else ""
+        of = f" ({done} of {total} frames done)" if total else ""
+        detail = self.errors[-1].message if self.errors else (self.log[-1] if self.log else "no output")
+        kind = "usage error" if self.returncode == 2 else "failed"
+        return f"{what} {kind}{where}{of}: {detail} (exit {self.returncode}); the frames already written are kept"
+
+
+def run_dvp(
+    command: Sequence[str],
+    on_progress: Callable[[Progress], None] | None = None,
+    should_cancel: Callable[[], bool] | None = None,
+    poll_interval: float = 0.1,
+) -> RunResult:
+    """Run ``command`` to completion, calling ``on_progress`` per progress line; blocking.
+
+    Call it from a worker thread in the GUI. ``should_cancel`` is polled every ``poll_interval`` seconds; when
+    it returns True the process is terminated (killed after 5 s) and the result is marked cancelled.
+    """
+    result = RunResult(command=list(command))
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    proc = subprocess.Popen(
+        result.command,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        errors="replace",
+        env=env,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def _read() -> None:
+        assert proc.stderr is not None
+        for raw in proc.stderr:
+            lines.put(raw)
+        lines.put(None)
+
+    reader = threading.Thread(target=_read, name="dvp-stderr", daemon=True)
+    reader.start()
+    while True:
+        try:
+            raw = lines.get(timeout=poll_interval)
+        except queue.Empty:
+            raw = ""
+        if raw is None:
+            break
+        if raw:
+            result.log.append(raw.rstrip("\n"))
+            ev = parse_line(raw)
+            if isinstance(ev, Progress):
+                result.last_progress = ev
+                if on_progress is not None:
+                    on_progress(ev)
+            elif isinstance(ev, ErrorLine):
+                result.errors.append(ev)
+        if should_cancel is not None and not result.cancelled and should_cancel():
+            result.cancelled = True
+            proc.terminate()
+            try:
+                proc.wait(5.0)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    result.returncode = proc.wait()
+    reader.join(5.0)
+    return result
