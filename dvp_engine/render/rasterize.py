@@ -80,7 +80,7 @@ class Rasterization:
         n = self.batch * self.height * self.width
         shape = (n, *values.shape[1:])
         out = torch.full(shape, fill, dtype=values.dtype, device=values.device)
-        out = out.index_put((self.pixel_index,), values)
+        out.index_put_((self.pixel_index,), values)
         return out.reshape(self.batch, self.height, self.width, *values.shape[1:])
 
     @property
@@ -188,6 +188,11 @@ def _setup(
     return coef.T.contiguous(), aux.T.contiguous(), keep, ymin.reshape(-1).index_select(0, keep).long(), ny
 
 
+def _inside(e: torch.Tensor, owner: torch.Tensor) -> torch.Tensor:
+    """The coverage predicate of one edge: strictly inside, or exactly on an edge the triangle owns."""
+    return (e > 0) | ((e == 0) & owner)
+
+
 def _fragments(
     pix: torch.Tensor,
     z: torch.Tensor,
@@ -199,14 +204,21 @@ def _fragments(
 ) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Yield chunks ``(flat pixel index (M,), flat (frame, triangle) index (M,), depth (M,),
     perspective-correct barycentrics (M, 3))`` of the fragments whose pixel centre is inside their triangle
-    (top-left rule)."""
+    (top-left rule).
+
+    Coverage is decided per image row: along a row each edge function ``e(x) = r + A (x - ax)`` is evaluated
+    in floating point by operations that are all monotonic in ``x``, so each edge's inside set is an interval
+    of pixels; its end is found by evaluating the exact predicate at the integers around the analytic bound.
+    Every pixel of the intersected span is then inside, with exactly the per-pixel predicate's answer.
+    """
     t = faces.shape[0]
     hw = width * height
     coef, aux, bt, ymin, ny = _setup(pix, z, faces, width, height, near)
     if bt.numel() == 0:
         return
     dev = pix.device
-    # rows: one per (kept triangle, image row in its box); the exact x-span of the triangle on that row
+    dt = coef.dtype
+    # rows: one per (kept triangle, image row in its box)
     nrows = int(ny.sum())
     tri_of_row = torch.repeat_interleave(torch.arange(bt.numel(), device=dev), ny, output_size=nrows)
     row_start = torch.cumsum(ny, 0) - ny
@@ -214,30 +226,57 @@ def _fragments(
         torch.arange(nrows, device=dev) - row_start.index_select(0, tri_of_row)
     )
     rc = coef.index_select(1, tri_of_row)  # (14, R)
-    yf = y.to(coef.dtype)
-    ca = rc[0:3]
-    r = rc[3:6] * (yf - rc[9:12])  # e_k(x, y) = r_k + A_k (x - ax_k)
-    # x >= ax - r/A where A > 0, x <= ax - r/A where A < 0; A == 0: a horizontal edge (exact test below)
+    yf = y.to(dt)
+    ca = rc[0:3]  # A = -Dy
+    ax = rc[6:9]
+    r = rc[3:6] * (yf - rc[9:12])  # e_k(x, y) = r_k + A_k (x - ax_k), canonical and exactly antisymmetric
+    # top-left rule: an edge owns the centres exactly on it if it is a left edge (A = -Dy > 0: the interior is
+    # to its right) or a top edge (A == 0 and Dx > 0: horizontal with the interior below, y pointing down)
+    owner = (ca > 0) | ((ca == 0) & (rc[3:6] > 0))
+    xlo, xhi = rc[12], rc[13]  # the clipped bounding box
+    # analytic bound of each edge (x where e = 0), clamped near the box so that rounding is sub-pixel
     safe_a = torch.where(ca == 0, torch.ones_like(ca), ca)
-    bound = rc[6:9] - r / safe_a
-    inf = torch.full_like(bound, float("inf"))
-    lo = torch.maximum(torch.where(ca > 0, bound, -inf).amax(0), rc[12])
-    hi = torch.minimum(torch.where(ca < 0, bound, inf).amin(0), rc[13])
-    lo = torch.ceil(lo - 1e-2).clamp_min(0)
-    hi = torch.floor(hi + 1e-2).clamp_max(width - 1)
-    span = torch.where(hi >= lo, hi - lo + 1, torch.zeros_like(hi)).long()
+    xstar = torch.minimum(torch.maximum(ax - r / safe_a, xlo - 2), xhi + 2)
+    left = torch.full_like(r, -1.0)  # first inside pixel of edges with A > 0
+    right = torch.full_like(r, float(width))  # last inside pixel of edges with A < 0
+    c_left = torch.ceil(xstar)
+    c_right = torch.floor(xstar)
+    found_l = torch.zeros_like(owner)
+    found_r = torch.zeros_like(owner)
+    for off in (-1.0, 0.0, 1.0):
+        xl = c_left + off  # increasing: the first inside candidate is the left end
+        ok_l = _inside(r + ca * (xl - ax), owner) & ~found_l
+        left = torch.where(ok_l, xl, left)
+        found_l |= ok_l
+        xr = c_right - off  # decreasing: the first inside candidate is the right end
+        ok_r = _inside(r + ca * (xr - ax), owner) & ~found_r
+        right = torch.where(ok_r, xr, right)
+        found_r |= ok_r
+    left = torch.where(found_l, left, c_left + 2.0)
+    right = torch.where(found_r, right, c_right - 2.0)
+    flat_ok = _inside(r, owner)  # A == 0: the edge function is constant along the row
+    lo = torch.where(ca > 0, left, torch.full_like(left, -1.0)).amax(0)
+    hi = torch.where(ca < 0, right, torch.full_like(right, float(width))).amin(0)
+    lo = torch.maximum(lo, xlo)
+    hi = torch.minimum(hi, xhi)
+    empty = ((ca == 0) & ~flat_ok).any(0) | (hi < lo)
+    span = torch.where(empty, torch.zeros_like(hi), hi - lo + 1).long()
     rows = torch.nonzero(span).squeeze(1)
     if rows.numel() == 0:
         return
     span = span.index_select(0, rows)
-    # top-left rule: an edge owns the centres exactly on it if it is a left edge (A = -Dy > 0: the interior is
-    # to its right) or a top edge (A == 0 and Dx > 0: horizontal with the interior below, y pointing down).
-    # The 0.01 px margin of the spans above covers the rounding of the division (relative ~1e-7 of bounds
-    # that matter, i.e. within the image); the exact test below decides.
-    owner = ((ca > 0) | ((ca == 0) & (rc[3:6] > 0))).to(coef.dtype)
-    # per-row table for the pixel stage: r (3), A (3), ax (3), owner (3), first x, y
-    table = torch.cat([r, ca, rc[6:9], owner, lo[None], yf[None]], dim=0).index_select(1, rows)  # (14, R')
-    row_tri = tri_of_row.index_select(0, rows)
+    rows_tri = tri_of_row.index_select(0, rows)
+    lo = lo.index_select(0, rows)
+    # barycentric weights along the row: w_k(x) = e_k(x) / z_k / |2 area| = w_k(lo) + dw_k (x - lo)
+    a_t = aux.index_select(1, rows_tri)  # (4, R'): 1/z0, 1/z1, 1/z2, 1/|2 area|
+    scale = a_t[0:3] * a_t[3]
+    ca_r = ca.index_select(1, rows)
+    w0 = (r.index_select(1, rows) + ca_r * (lo - ax.index_select(1, rows))) * scale
+    dw = ca_r * scale
+    table = torch.cat([w0, dw], dim=0)  # (6, R')
+    frame = torch.div(bt.index_select(0, rows_tri), t, rounding_mode="floor")
+    base = frame * hw + y.index_select(0, rows) * width + lo.long()  # flat index of each row's first pixel
+    row_bt = bt.index_select(0, rows_tri)
     csum = torch.cumsum(span, 0)
     total = int(csum[-1])
     bounds = [0]
@@ -253,29 +292,13 @@ def _fragments(
         m = int(sp.sum())
         start = torch.cumsum(sp, 0) - sp
         rep = torch.repeat_interleave(torch.arange(r1 - r0, device=dev), sp, output_size=m)
-        tb = table[:, r0:r1].index_select(1, rep)  # (14, M)
-        px = tb[12] + (torch.arange(m, device=dev) - start.index_select(0, rep)).to(tb.dtype)
-        inside = torch.ones(m, dtype=torch.bool, device=dev)
-        es = []
-        for k in range(3):
-            e = tb[k] + tb[3 + k] * (px - tb[6 + k])
-            inside &= (e > 0) | ((e == 0) & (tb[9 + k] > 0))
-            es.append(e)
-        keep = torch.nonzero(inside).squeeze(1)
-        if keep.numel() == 0:
-            continue
-        rk = rep.index_select(0, keep) + r0
-        tri = row_tri.index_select(0, rk)
-        ax = aux.index_select(1, tri)  # (4, K)
-        # l_k = e_k / |2 area|; perspective-correct weights l_k / z_k, normalised (the area cancels)
-        w = torch.stack([es[k].index_select(0, keep) * ax[k] for k in range(3)], dim=1)  # (K, 3)
-        wsum = w.sum(dim=1)
-        depth = 1.0 / (wsum * ax[3])
-        flat_bt = bt.index_select(0, tri)
-        frame = torch.div(flat_bt, t, rounding_mode="floor")
-        yk = table[13].index_select(0, rk).long()
-        flat = frame * hw + yk * width + px.index_select(0, keep).long()
-        yield flat, flat_bt, depth, w / wsum[:, None]
+        off_i = torch.arange(m, device=dev) - start.index_select(0, rep)
+        off = off_i.to(dt)
+        tb = table[:, r0:r1].index_select(1, rep)  # (6, M)
+        w = tb[0:3] + tb[3:6] * off  # (3, M)
+        wsum = w.sum(dim=0)
+        flat = base[r0:r1].index_select(0, rep) + off_i
+        yield flat, row_bt[r0:r1].index_select(0, rep), 1.0 / wsum, (w / wsum).T
 
 
 def _check_inputs(verts: torch.Tensor, faces: torch.Tensor) -> None:
