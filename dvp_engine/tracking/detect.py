@@ -84,7 +84,8 @@ def as_rgb_uint8(image: Any) -> U8:
     if np.issubdtype(arr.dtype, np.floating):
         if not np.all(np.isfinite(arr)):
             raise FrameError("frame contains NaN or infinite values")
-        return (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        out: U8 = (np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        return out
     raise FrameError(f"frame has unsupported dtype {arr.dtype}")
 
 

@@ -126,12 +126,14 @@ def _bilinear(grey: npt.NDArray[Any], x: F64, y: F64) -> F64:
     return np.asarray(top * (1 - fy) + bot * fy, np.float64)
 
 
-def _grey(image: Any) -> npt.NDArray[Any]:
+def _grey(image: Any, dtype: Any = None) -> npt.NDArray[Any]:
+    """Grey float32 on a 0-255 scale (uint8 as is; float frames in [0, 1] are scaled by 255)."""
     a = np.asarray(image)
+    dt = np.dtype(dtype) if dtype is not None else a.dtype
     if a.ndim == 3:
         a = a[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
     a = np.asarray(a, np.float32)
-    if a.size and float(np.nanmax(a)) <= 1.0 + 1e-6 and np.asarray(image).dtype != np.uint8:
+    if np.issubdtype(dt, np.floating):
         a = a * 255.0
     return a
 
@@ -151,15 +153,14 @@ def _inside_polygon(px: F64, py: F64, poly: F64) -> npt.NDArray[np.bool_]:
 
 
 def _poly_distance(px: F64, py: F64, poly: F64) -> F64:
-    """Distance from points to the polygon's boundary."""
-    d = np.full(px.shape, np.inf)
-    n = len(poly)
-    for i in range(n):
-        a, b = poly[i], poly[(i + 1) % n]
-        ab = b - a
-        t = np.clip(((px - a[0]) * ab[0] + (py - a[1]) * ab[1]) / max(float(ab @ ab), 1e-12), 0.0, 1.0)
-        d = np.minimum(d, np.hypot(px - (a[0] + t * ab[0]), py - (a[1] + t * ab[1])))
-    return d
+    """Distance from points to the polygon's boundary (all edges at once)."""
+    a = poly
+    ab = np.roll(poly, -1, axis=0) - poly
+    ll = np.maximum(np.sum(ab * ab, axis=1), 1e-12)
+    qx, qy = px.reshape(-1, 1), py.reshape(-1, 1)
+    t = np.clip(((qx - a[:, 0]) * ab[:, 0] + (qy - a[:, 1]) * ab[:, 1]) / ll, 0.0, 1.0)
+    d = np.hypot(qx - (a[:, 0] + t * ab[:, 0]), qy - (a[:, 1] + t * ab[:, 1])).min(axis=1)
+    return np.asarray(d.reshape(px.shape), np.float64)
 
 
 def _smooth3(a: F64) -> F64:
@@ -240,8 +241,8 @@ def locate_pupil(
     e = _eye_points(eye)
     if not np.all(np.isfinite(e)):
         return PupilResult(nan, 0.0, float("nan"))
-    grey = _grey(image)
-    if grey.ndim != 2 or grey.shape[0] < 2 or grey.shape[1] < 2:
+    frame = np.asarray(image)
+    if frame.ndim not in (2, 3) or frame.shape[0] < 2 or frame.shape[1] < 2:
         return PupilResult(nan, 0.0, float("nan"))
     c0, c1 = e[0], e[3]
     width = float(np.hypot(*(c1 - c0)))
@@ -264,7 +265,14 @@ def locate_pupil(
     uu, vv = np.meshgrid(us, vs)
     fx = mid[0] + s * (uu * ex[0] + vv * ey[0])
     fy = mid[1] + s * (uu * ex[1] + vv * ey[1])
-    patch = _bilinear(grey, fx, fy)
+    # convert only the frame region the patch samples to grey
+    h, w = frame.shape[:2]
+    x0 = int(np.clip(np.floor(fx.min()) - 1, 0, w - 2))
+    y0 = int(np.clip(np.floor(fy.min()) - 1, 0, h - 2))
+    x1 = int(np.clip(np.ceil(fx.max()) + 2, x0 + 2, w))
+    y1 = int(np.clip(np.ceil(fy.max()) + 2, y0 + 2, h))
+    grey = _grey(frame[y0:y1, x0:x1], frame.dtype)
+    patch = _bilinear(grey, fx - x0, fy - y0)
     patch = _smooth3(patch)
     poly = _eye_lid_curve(loc)
     inside = _inside_polygon(uu, vv, poly)
@@ -274,7 +282,8 @@ def locate_pupil(
     # gradients (central differences) in the opening grown by `grow` patch px: the iris often reaches past
     # dlib's tight lid polygon near the corners; lid edges themselves only vote for centres outside the eye
     # (their gradients point into the opening), so they do little harm.
-    gy, gx = np.gradient(patch)
+    grads = np.gradient(patch)
+    gy, gx = np.asarray(grads[0], np.float64), np.asarray(grads[1], np.float64)
     mag = np.hypot(gx, gy)
     grad_mask = inside | (dist < grow)
     m = mag[grad_mask]
@@ -282,29 +291,44 @@ def locate_pupil(
     sel = grad_mask & (mag > max(thr, 1e-6))
     if sel.sum() < 3:
         return PupilResult(nan, 0.0, ear)
-    gxu, gyu = gx[sel] / mag[sel], gy[sel] / mag[sel]
-    xs, ys = uu[sel], vv[sel]
-    wgt = mag[sel] / mag[sel].max()
-    cand = inside
-    cx, cy = uu[cand], vv[cand]
-    dx = xs[None, :] - cx[:, None]
-    dy = ys[None, :] - cy[:, None]
-    nrm = np.hypot(dx, dy)
-    nrm[nrm < 1e-9] = np.inf
-    dot = np.maximum(0.0, (dx * gxu[None, :] + dy * gyu[None, :]) / nrm)
-    obj = (dot**2 * wgt[None, :]).sum(axis=1) / wgt.sum()
+    gxu = (gx[sel] / mag[sel]).astype(np.float32)
+    gyu = (gy[sel] / mag[sel]).astype(np.float32)
+    xs, ys = uu[sel].astype(np.float32), vv[sel].astype(np.float32)
+    wgt = (mag[sel] / mag[sel].max()).astype(np.float32)
+    wsum = float(wgt.sum())
     # darkness prior: smoothed inverse intensity, normalised over the opening
     dark_img = patch
     for _ in range(dark_blur):
         dark_img = _smooth3(dark_img)
     vals = dark_img[inside]
     lo, hi = float(vals.min()), float(vals.max())
-    dark = (hi - dark_img[cand]) / max(hi - lo, 1e-6)
-    score = obj * ((1.0 - dark_weight) + dark_weight * dark)
-    full = np.full(patch.shape, np.nan)
-    full[cand] = score
+
+    def objective(mask: npt.NDArray[np.bool_]) -> F64:
+        cx = uu[mask].astype(np.float32)
+        cy = vv[mask].astype(np.float32)
+        dx = xs[None, :] - cx[:, None]
+        dy = ys[None, :] - cy[:, None]
+        nrm = np.sqrt(dx * dx + dy * dy)
+        nrm[nrm < 1e-6] = np.inf
+        dot = np.maximum(0.0, (dx * gxu[None, :] + dy * gyu[None, :]) / nrm)
+        obj = (dot * dot) @ wgt / wsum
+        dark = (hi - dark_img[mask]) / max(hi - lo, 1e-6)
+        return np.asarray(obj, np.float64) * ((1.0 - dark_weight) + dark_weight * dark)
+
+    # coarse-to-fine: every second candidate first, then all candidates within 2 px of the coarse peak
+    ui, vi = np.rint(uu).astype(np.intp), np.rint(vv).astype(np.intp)
+    coarse = inside & (ui % 2 == 0) & (vi % 2 == 0)
+    if coarse.sum() < 1:
+        coarse = inside
+    coarse_score = objective(coarse)
+    kc = int(np.argmax(coarse_score))
+    bu, bv = uu[coarse][kc], vv[coarse][kc]
+    fine = inside & (np.abs(uu - bu) <= 2.5) & (np.abs(vv - bv) <= 2.5)
+    score = objective(fine)
+    full: F64 = np.full((patch.shape[0], patch.shape[1]), np.nan)
+    full[fine] = score
     k = int(np.argmax(score))
-    iy, ix = np.argwhere(cand)[k]
+    iy, ix = (int(v) for v in np.argwhere(fine)[k])
     # sub-pixel: parabola through the peak and its neighbours (where inside)
     du = dv = 0.0
     if 0 < ix < full.shape[1] - 1 and np.isfinite(full[iy, ix - 1]) and np.isfinite(full[iy, ix + 1]):
@@ -318,7 +342,7 @@ def locate_pupil(
     pu, pv = float(uu[iy, ix]) + du, float(vv[iy, ix]) + dv
     centre = mid + s * (pu * ex + pv * ey)
     # confidence: peak prominence x contrast x openness
-    prom = float((score[k] - np.median(score)) / max(score[k], 1e-12))
+    prom = float((score[k] - np.median(coarse_score)) / max(score[k], 1e-12))
     contrast = float(np.clip((hi - lo) / 60.0, 0.0, 1.0))  # grey levels (0-255) between iris and sclera
     openf = float(np.clip((ear - 0.12) / 0.12, 0.0, 1.0))
     conf = float(np.clip(prom, 0.0, 1.0) * contrast * openf)
@@ -360,8 +384,7 @@ def measure_eyes(image: Any, landmarks: Any) -> EyeMeasurement:
         landmarks: ``(68, 2)`` dlib landmarks of the face in that frame (pixels).
     """
     lm = np.asarray(landmarks, np.float64).reshape(68, 2)
-    grey = _grey(image)
-    res = [locate_pupil(grey, lm[list(idx)]) for idx in EYE_INDICES]
+    res = [locate_pupil(image, lm[list(idx)]) for idx in EYE_INDICES]
     pupils = np.stack([r.centre for r in res])
     conf = np.array([r.confidence for r in res])
     ear = eye_aspect_ratio(lm)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -46,7 +46,7 @@ lid 46-47."""
 _RIGID = np.r_[27:36, 36:48]
 
 
-class LandmarkStatus(str, Enum):
+class LandmarkStatus(StrEnum):
     """Per-frame status of a landmark source.
 
     ``ok``: tracked (or first detected) face; ``redetected``: the full-frame detector ran again because the fit
@@ -293,16 +293,8 @@ class DlibLandmarkTracker:
             message = (
                 f"tiny face ({width:.0f} px wide, minimum {self.min_face_px:.0f} px): landmarks unreliable"
             )
-        return LandmarkResult(
-            lm.astype(np.float32),
-            conf,
-            status,
-            message,
-            tuple(map(float, box)),
-            detected,
-            n_faces,
-            score,  # type: ignore[arg-type]
-        )
+        fbox: Box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+        return LandmarkResult(lm.astype(np.float32), conf, status, message, fbox, detected, n_faces, score)
 
     def _detect(self, rgb: npt.NDArray[np.uint8], why: str) -> LandmarkResult:
         dets: list[Detection] = self.detector.detect(rgb)

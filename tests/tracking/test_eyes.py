@@ -41,7 +41,9 @@ def synth_eye(
     img = img.reshape(h, ss, w, ss).mean(axis=(1, 3))
     ang = np.deg2rad([180.0, 120.0, 60.0, 0.0, -60.0, -120.0])
     eu, ev = a * np.cos(ang), -b * np.sin(ang)
-    pts = np.stack([cx + eu * math.cos(t) - ev * math.sin(t), cy + eu * math.sin(t) + ev * math.cos(t)], axis=1)
+    pts = np.stack(
+        [cx + eu * math.cos(t) - ev * math.sin(t), cy + eu * math.sin(t) + ev * math.cos(t)], axis=1
+    )
     return np.round(img).astype(np.uint8), pts
 
 
@@ -196,7 +198,9 @@ def test_pupils_on_real_clip_vs_mediapipe_iris() -> None:
         assert np.all(np.abs(m.gaze) < 30.0)  # she looks at the camera
     mp = pytest.importorskip("mediapipe")
     errs = []
-    with mp.solutions.face_mesh.FaceMesh(static_image_mode=True, max_num_faces=1, refine_landmarks=True) as mesh:
+    with mp.solutions.face_mesh.FaceMesh(
+        static_image_mode=True, max_num_faces=1, refine_landmarks=True
+    ) as mesh:
         for f, lm, m in zip(frames, lms, ms, strict=True):
             res = mesh.process(f)
             h, w = f.shape[:2]

@@ -67,7 +67,9 @@ def test_protocol_and_model_path(tracker: L.DlibLandmarkTracker) -> None:
         L.DlibLandmarkTracker("/nonexistent/nope.dat")
 
 
-def test_face_found_every_tenth_frame(clip_frames: dict[int, np.ndarray], tracker: L.DlibLandmarkTracker) -> None:
+def test_face_found_every_tenth_frame(
+    clip_frames: dict[int, np.ndarray], tracker: L.DlibLandmarkTracker
+) -> None:
     tracker.reset()
     results = [tracker.track(clip_frames[i]) for i in range(0, 200, 10)]
     for i, r in zip(range(0, 200, 10), results, strict=True):
@@ -186,14 +188,25 @@ def test_corrupt_frames_flagged_and_tracking_continues(
     assert src.track(clip_frames[0]).found
     nan = clip_frames[1].astype(np.float32) / 255.0
     nan[10, 10, 0] = np.nan
-    bad = [None, np.zeros((10, 10, 7), np.uint8), np.zeros((512, 512, 2), np.uint8), nan, "frame", np.zeros((4, 4, 3))]
+    bad = [
+        None,
+        np.zeros((10, 10, 7), np.uint8),
+        np.zeros((512, 512, 2), np.uint8),
+        nan,
+        "frame",
+        np.zeros((4, 4, 3)),
+    ]
     for b in bad:
         r = src.track(b)
         assert r.status == L.LandmarkStatus.INVALID and not r.found and r.landmarks is None, b
         assert r.message.startswith("invalid frame")
     nxt = src.track(clip_frames[1])
-    assert nxt.found and nxt.status == L.LandmarkStatus.OK and not nxt.detected  # still tracking, no re-detect
-    assert np.linalg.norm(nxt.landmarks - reference, axis=1).mean() < 0.05 * L.inter_ocular_distance(reference)
+    assert (
+        nxt.found and nxt.status == L.LandmarkStatus.OK and not nxt.detected
+    )  # still tracking, no re-detect
+    assert np.linalg.norm(nxt.landmarks - reference, axis=1).mean() < 0.05 * L.inter_ocular_distance(
+        reference
+    )
 
 
 def test_face_jump_recovers(clip_frames: dict[int, np.ndarray], reference: np.ndarray) -> None:
