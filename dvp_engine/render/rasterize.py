@@ -243,12 +243,12 @@ def _fragments(
     c_right = torch.floor(xstar)
     found_l = torch.zeros_like(owner)
     found_r = torch.zeros_like(owner)
-    for off in (-1.0, 0.0, 1.0):
-        xl = c_left + off  # increasing: the first inside candidate is the left end
+    for step in (-1.0, 0.0, 1.0):
+        xl = c_left + step  # increasing: the first inside candidate is the left end
         ok_l = _inside(r + ca * (xl - ax), owner) & ~found_l
         left = torch.where(ok_l, xl, left)
         found_l |= ok_l
-        xr = c_right - off  # decreasing: the first inside candidate is the right end
+        xr = c_right - step  # decreasing: the first inside candidate is the right end
         ok_r = _inside(r + ca * (xr - ax), owner) & ~found_r
         right = torch.where(ok_r, xr, right)
         found_r |= ok_r
