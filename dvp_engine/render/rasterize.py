@@ -4,20 +4,22 @@ How it works (no per-pixel or per-triangle Python loops):
 
 1. **Setup** per (frame, triangle): project, cull triangles with a vertex in front of the near plane (or a
    non-finite one) and zero-area triangles, clip the pixel bounding box to the image.
-2. **Candidates**: every (triangle, pixel) pair inside the triangles' bounding boxes is enumerated at once
-   (``repeat_interleave`` over the box sizes, in chunks of ``max_candidates``).
-3. **Coverage**: pixel centres (integer coordinates, OpenCV convention) are tested against the three edge
-   functions. Each edge function is evaluated with the edge's two vertices in a canonical order (lower vertex
-   index first) and then negated if needed, so the two triangles sharing an edge compute exactly opposite
-   values, and a centre exactly on an edge or vertex is given to one triangle by the **top-left rule**
-   (after orienting every triangle so that its interior is positive: an edge owns its centres if it is a
-   *left* edge, ``dy < 0``, or a *top* edge, ``dy == 0 and dx > 0``, in image coordinates with y down).
-   Meshes that share vertices are therefore watertight: no holes, no double coverage.
-4. **Z-buffer**: the perspective-correct depth of each covered candidate and its triangle index are packed into
+2. **Edge functions**: ``e(x, y) = Dx (y - ay) - Dy (x - ax)`` per edge, evaluated with the edge's two
+   vertices in a canonical order (lower vertex index first, ``a`` its start) and negated exactly where needed,
+   so two triangles sharing an edge compute bit-identical opposite values, exactly 0 at both end vertices.
+   Every triangle is oriented so that its interior is positive. A pixel centre (integer coordinates, OpenCV
+   convention) is inside if all three are positive, or zero on an edge the triangle owns by the **top-left
+   rule**: a *left* edge (``Dy < 0``) or a *top* edge (``Dy == 0 and Dx > 0``, y pointing down). Meshes that
+   share vertices are therefore watertight: no holes, no double coverage.
+3. **Row spans**: per (triangle, image row) every floating-point step of ``e`` along the row is monotonic in
+   ``x``, so each edge's inside set is an interval; its end is found exactly by evaluating the predicate at the
+   integers around the analytic bound. The pixels of the intersected spans are enumerated at once
+   (``repeat_interleave``, in chunks of ``max_candidates``) with no further test.
+4. **Z-buffer**: the perspective-correct depth of each covered pixel and its triangle index are packed into
    one int64 key (float32 depth bits above, triangle index below) and reduced per pixel with
    ``scatter_reduce(amin)``: the nearest fragment wins, ties go to the lower triangle index (deterministic).
-5. **Attributes**: for the winning triangle of each pixel the barycentrics are recomputed with autograd from
-   the projected vertices, then made perspective-correct with the vertices' depths.
+5. **Attributes**: the winners keep their perspective-correct barycentrics; when autograd is wanted they are
+   recomputed from the projected vertices and depths with autograd.
 
 Differentiability: the barycentrics, the depth and interpolated attributes are differentiable with respect to
 the vertex positions (through the projection) and to the attributes (colours, codes). Which triangle covers a
