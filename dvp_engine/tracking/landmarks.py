@@ -241,7 +241,6 @@ class DlibLandmarkTracker:
         self.max_spread_change = float(max_spread_change)
         self.max_box_offset = float(max_box_offset)
         self.reset()
-        self._ever_detected = False
 
     # ------------------------------------------------------------------------------------------------ state
     def reset(self) -> None:

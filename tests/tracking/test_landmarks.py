@@ -95,6 +95,19 @@ def test_temporal_stability(clip_frames: dict[int, np.ndarray], tracker: L.DlibL
     assert step.max() < 0.06, f"largest mean frame-to-frame step {step.max():.3f} of the IOD"
 
 
+def test_sparse_verification_and_track_frames(
+    clip_frames: dict[int, np.ndarray], reference: np.ndarray
+) -> None:
+    """verify_every=5 checks the face every 5th frame only; results match every-frame verification."""
+    frames = [clip_frames[i] for i in range(12)]
+    sparse = L.track_frames(frames, L.DlibLandmarkTracker(verify_every=5))
+    dense = L.track_frames(frames, L.DlibLandmarkTracker())
+    assert all(r.found for r in sparse) and sum(r.detected for r in sparse) == 1
+    for a, b in zip(sparse, dense, strict=True):
+        assert np.abs(a.landmarks - b.landmarks).max() <= 1.0
+        assert a.confidence > 0.9
+
+
 def test_tracked_matches_fresh_detection(
     clip_frames: dict[int, np.ndarray], tracker: L.DlibLandmarkTracker, reference: np.ndarray
 ) -> None:
