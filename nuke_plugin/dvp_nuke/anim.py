@@ -162,7 +162,9 @@ def _differs(a: npt.NDArray[np.float64], b: npt.NDArray[np.float64]) -> bool:
     return bool(np.any(np.abs(a - b) > TOLERANCE * np.maximum(1.0, np.abs(b))))
 
 
-def export_curves(node: Node, track: FaceTrack, *, metadata: dict[str, str] | None = None) -> tuple[CurveSet, ExportReport]:
+def export_curves(
+    node: Node, track: FaceTrack, *, metadata: dict[str, str] | None = None
+) -> tuple[CurveSet, ExportReport]:
     """The knobs' animation as a curve set relative to ``track`` (only channels the artist changed).
 
     Packed channels whose values differ from the track on any tracked frame become ``override`` curves with

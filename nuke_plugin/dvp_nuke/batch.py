@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", default="", help="the node's frame range (default: the track's frames)")
     p.add_argument("--name", default="DVPortrait1", help="node name (default DVPortrait1)")
     p.add_argument("--plate", default="", help="footage: adds a Read node feeding the node's plate input")
-    p.add_argument("--script", action="store_true", help="a whole script with a Root node, not a paste snippet")
+    p.add_argument(
+        "--script", action="store_true", help="a whole script with a Root node, not a paste snippet"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing .nk file")
     return p
 

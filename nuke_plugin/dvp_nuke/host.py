@@ -49,7 +49,9 @@ def progress_task(title: str) -> ProgressTask:
 
 def animation_keys(frames: Sequence[float], values: Sequence[float]) -> list[AnimationKey]:
     """``nuke.AnimationKey(frame, value)`` for each pair, for ``AnimationCurve.addKey`` (bulk keying)."""
-    return [cast(AnimationKey, nuke.AnimationKey(float(f), float(v))) for f, v in zip(frames, values, strict=True)]
+    return [
+        cast(AnimationKey, nuke.AnimationKey(float(f), float(v))) for f, v in zip(frames, values, strict=True)
+    ]
 
 
 def make_knob(spec: KnobSpec) -> Any:

@@ -158,7 +158,9 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
         KnobSpec("file", "track_file", "track", "FaceTrack .npz (written by Track or 'dvp track')"),
         KnobSpec("file", "model_dir", "model", "model folder written by 'dvp train'"),
         KnobSpec("file", "output", "output", "EXR sequence to render, e.g. /shots/sh010/dvp/sh010.####.exr"),
-        KnobSpec("file", "curves_file", "curves", "curve file written by Export Curves (default: beside output)"),
+        KnobSpec(
+            "file", "curves_file", "curves", "curve file written by Export Curves (default: beside output)"
+        ),
         KnobSpec("string", "frame_range", "frame range", "frames to render, e.g. 1001-1100 or 1001-1100x2"),
         KnobSpec(
             "enum",
@@ -175,9 +177,15 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
             "what the source drives",
             values=("full", "expression", "gaze", "pose", "dubbing"),
         ),
-        KnobSpec("file", "dvp_executable", "dvp", "path of the dvp command (else $DVP_EXECUTABLE, else PATH)"),
         KnobSpec(
-            "enum", "view", "output", "show the render alone or merged over the plate", values=("result", "over plate")
+            "file", "dvp_executable", "dvp", "path of the dvp command (else $DVP_EXECUTABLE, else PATH)"
+        ),
+        KnobSpec(
+            "enum",
+            "view",
+            "output",
+            "show the render alone or merged over the plate",
+            values=("result", "over plate"),
         ),
     ]
     for i, (action, label, tip) in enumerate(BUTTONS):
@@ -187,9 +195,13 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
         KnobSpec("xyz", "head_rotate", "head rotate", "degrees, R = Rz Ry Rx", layout.HEAD_ROTATION),
         KnobSpec("xyz", "head_translate", "head translate", "metres, camera frame", layout.HEAD_TRANSLATION),
         KnobSpec("xy", "gaze_left", "gaze left", "actor's left eye: yaw, pitch (degrees)", layout.GAZE[:2]),
-        KnobSpec("xy", "gaze_right", "gaze right", "actor's right eye: yaw, pitch (degrees)", layout.GAZE[2:]),
+        KnobSpec(
+            "xy", "gaze_right", "gaze right", "actor's right eye: yaw, pitch (degrees)", layout.GAZE[2:]
+        ),
         KnobSpec("double", "blink_left", "blink left", "0 open .. 1 closed", ("blink.left",), range=(0, 1)),
-        KnobSpec("double", "blink_right", "blink right", "0 open .. 1 closed", ("blink.right",), range=(0, 1)),
+        KnobSpec(
+            "double", "blink_right", "blink right", "0 open .. 1 closed", ("blink.right",), range=(0, 1)
+        ),
         KnobSpec("text", "controls_label", "", default="<b>expression controls</b>"),
     ]
     for name in controls:
@@ -204,7 +216,14 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
             (layout.CONFIDENCE,),
             range=(0, 1),
         ),
-        KnobSpec("double", "track_valid", "track valid", "1 tracked, 0 lost (display only)", (layout.VALID,), range=(0, 1)),
+        KnobSpec(
+            "double",
+            "track_valid",
+            "track valid",
+            "1 tracked, 0 lost (display only)",
+            (layout.VALID,),
+            range=(0, 1),
+        ),
         KnobSpec("begin_closed_group", "advanced", "advanced"),
     ]
     for name in layout.EXPRESSION + layout.LIGHT:

@@ -210,6 +210,13 @@ def nk_snippet(
     # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = place; Switch 0 = place, 1 = over
     lines += [" Input {", "  inputs 0", "  name plate", " }"]
     lines += [" Merge2 {", "  inputs 2", "  operation over", "  name over", " }"]
-    lines += ["push $Nplace", " Switch {", "  inputs 2", "  which {{parent.view}}", "  name view_switch", " }"]
+    lines += [
+        "push $Nplace",
+        " Switch {",
+        "  inputs 2",
+        "  which {{parent.view}}",
+        "  name view_switch",
+        " }",
+    ]
     lines += [" Output {", "  name Output1", " }", "end_group", ""]
     return "\n".join(lines)

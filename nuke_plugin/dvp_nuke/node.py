@@ -60,7 +60,9 @@ def create_node(
         loaded = _load_track(track)
         names = tuple(n for n in anim.track_values(loaded) if mapping.is_control(n))
         ctrl = ctrl if ctrl is not None else (names or mapping.DEFAULT_CONTROLS)
-    group, _ = host.new_group(name, mapping.knob_layout(ctrl if ctrl is not None else mapping.DEFAULT_CONTROLS))
+    group, _ = host.new_group(
+        name, mapping.knob_layout(ctrl if ctrl is not None else mapping.DEFAULT_CONTROLS)
+    )
     _set(group, "model_dir", model)
     _set(group, "output", output)
     if track:
@@ -102,7 +104,12 @@ def import_track(node: Node, track: FaceTrack | None = None) -> anim.ImportRepor
     if not _str(node, "frame_range") and track.n_frames:
         _set(node, "frame_range", str(FrameSet.from_frames(int(f) for f in track.frames)))
     _place_result(node, track)
-    _status(node, f"track: {track.n_frames} frames {int(track.frames[0])}-{int(track.frames[-1])}" if track.n_frames else "empty track")
+    _status(
+        node,
+        f"track: {track.n_frames} frames {int(track.frames[0])}-{int(track.frames[-1])}"
+        if track.n_frames
+        else "empty track",
+    )
     if report.mismatch or report.added:
         _tell(report.message(path or "track"))
     return report
@@ -151,9 +158,7 @@ def export_curves(node: Node, path: str | None = None) -> Path:
     except DvpError as exc:
         raise DvpNukeError(str(exc)) from exc
     if report.skipped:
-        _tell(
-            f"{dest}: not exported (the track has no such channels): " + ", ".join(report.skipped)
-        )
+        _tell(f"{dest}: not exported (the track has no such channels): " + ", ".join(report.skipped))
     _status(node, f"curves: {len(report.edited)} edited channel(s) -> {dest.name}")
     return dest
 
@@ -236,15 +241,19 @@ def _show_result(node: Node, pattern: str, frames: str) -> None:
         return
     fs = FrameSet.parse(frames)
     first, last = min(fs), max(fs)
-    for name, value in (("file", pattern), ("first", first), ("last", last), ("origfirst", first), ("origlast", last)):
+    for name, value in (
+        ("file", pattern),
+        ("first", first),
+        ("last", last),
+        ("origfirst", first),
+        ("origlast", last),
+    ):
         k = read.knob(name)
         if k is not None:
             k.setValue(value)
 
 
-def _run(
-    node: Node, what: str, command: list[str], on_done: Callable[[Node, runner.RunResult], None]
-) -> Job:
+def _run(node: Node, what: str, command: list[str], on_done: Callable[[Node, runner.RunResult], None]) -> Job:
     job = Job(what=what, command=command)
     if not host.is_gui():
 
@@ -270,8 +279,7 @@ def _run(
         except OSError as exc:
             job.result = runner.RunResult(command=command, returncode=1)
             job.result.errors.append(runner.ErrorLine(f"could not start dvp ({exc})", None))
-        finally:
-            del task
+        # the ProgressTask closes when ``task`` goes out of scope, as this function returns
         host.in_main_thread(_finish, node, job.result, on_done, what)
 
     job.thread = threading.Thread(target=work, name=f"dvp-{what}", daemon=True)
@@ -280,7 +288,9 @@ def _run(
     return job
 
 
-def _finish(node: Node, result: runner.RunResult, on_done: Callable[[Node, runner.RunResult], None], what: str) -> None:
+def _finish(
+    node: Node, result: runner.RunResult, on_done: Callable[[Node, runner.RunResult], None], what: str
+) -> None:
     on_done(node, result)
     if not result.ok:
         _tell(result.summary(f"{node.name()}: {what}"))

@@ -48,7 +48,9 @@ def nuke_t(nuke: Any) -> Any:
     return nuke
 
 
-def synthetic_track(frames: Any, seed: int = 0, controls: tuple[str, ...] = ("face.jaw_open", "face.smile")) -> Any:
+def synthetic_track(
+    frames: Any, seed: int = 0, controls: tuple[str, ...] = ("face.jaw_open", "face.smile")
+) -> Any:
     """A FaceTrack with every channel filled with distinct values and named controls in its metadata."""
     from dvp_engine.core import FaceTrack, layout
 

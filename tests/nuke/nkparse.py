@@ -101,7 +101,9 @@ def knob_animation(value: str | Brace) -> list[tuple[list[float], list[float]] |
     out: list[tuple[list[float], list[float]] | float] = []
     for item in words(inner)[0]:
         if isinstance(item, Brace):
-            out.append(parse_curve(item.text.strip()) if item.text.strip().startswith("curve") else float("nan"))
+            out.append(
+                parse_curve(item.text.strip()) if item.text.strip().startswith("curve") else float("nan")
+            )
         else:
             out.append(float(item))
     return out

@@ -75,7 +75,9 @@ def test_allowlist_entries_cite_the_foundry_docs() -> None:
     assert len(entries) > 30
     for name, url in entries.items():
         assert DOCS.match(url), f"{name}: {url} is not a Foundry Nuke Python API page"
-        assert re.match(r"^(nuke(\.nodes)?\.[A-Za-z_][A-Za-z0-9_]*|nuke\.nodes|[A-Z][A-Za-z_]+\.[a-zA-Z]+)$", name), name
+        assert re.match(
+            r"^(nuke(\.nodes)?\.[A-Za-z_][A-Za-z0-9_]*|nuke\.nodes|[A-Z][A-Za-z_]+\.[a-zA-Z]+)$", name
+        ), name
         if name.startswith("nuke.") and "_autosummary/nuke." in url and not name.startswith("nuke.nodes"):
             assert url.endswith(f"/{name}.html"), f"{name} cites another page: {url}"
 
@@ -116,7 +118,13 @@ def test_button_and_menu_scripts_only_call_the_plugin() -> None:
 
     scripts = [s.command for s in mapping.knob_layout() if s.kind == "button"] + [startup.MENU_COMMAND]
     for text in scripts:
-        names = {c for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Attribute) for c in [_chain(node)] if c}
+        names = {
+            c
+            for node in ast.walk(ast.parse(text))
+            if isinstance(node, ast.Attribute)
+            for c in [_chain(node)]
+            if c
+        }
         assert not any(n.startswith("nuke.") for n in names), text
 
 
@@ -126,7 +134,8 @@ def test_fake_nuke_implements_exactly_the_allowlisted_module_names(nuke: Any) ->
     public = {
         name
         for name, obj in vars(nuke).items()
-        if not name.startswith("_") and getattr(obj, "__module__", nuke.__name__) == nuke.__name__
+        if not name.startswith("_")
+        and getattr(obj, "__module__", nuke.__name__) == nuke.__name__
         and not isinstance(obj, type(ast))
     }
     public -= {"annotations"}

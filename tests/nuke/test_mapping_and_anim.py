@@ -134,7 +134,14 @@ def test_export_after_edits_reproduces_them(nuke: Any, tmp_path: Path, make_trac
     n.knob("track_confidence").setValueAt(0.0, 1002, 0)  # display-only: never exported
     out = dnode.export_curves(n)
     curves = CurveSet.load(out)
-    assert set(curves.curves) == {"gaze.left.x", "gaze.left.y", "blink.right", "head.tz", "expr.07", "face.jaw_open"}
+    assert set(curves.curves) == {
+        "gaze.left.x",
+        "gaze.left.y",
+        "blink.right",
+        "head.tz",
+        "expr.07",
+        "face.jaw_open",
+    }
     assert curves.curves["face.jaw_open"].mode == "offset"
     edited = apply_curves(track, curves)
     i = {f: k for k, f in enumerate(frames)}
@@ -151,7 +158,9 @@ def test_export_after_edits_reproduces_them(nuke: Any, tmp_path: Path, make_trac
     # the raw edit holds, and the control lands on the artist's value where it was keyed
     jaw_after = control_values(edited, "face.jaw_open")
     assert jaw_after[i[1016]] == pytest.approx(jaw_before[15] + 1.25, abs=1e-4)
-    np.testing.assert_allclose(np.delete(jaw_after, [i[1012], i[1016]]), np.delete(jaw_before, [i[1012], i[1016]]), atol=1e-4)
+    np.testing.assert_allclose(
+        np.delete(jaw_after, [i[1012], i[1016]]), np.delete(jaw_before, [i[1012], i[1016]]), atol=1e-4
+    )
     assert edited.channels["expr.07"][i[1012]] != pytest.approx(track.channels["expr.07"][i[1012]])
 
 

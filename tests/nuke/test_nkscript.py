@@ -19,7 +19,9 @@ sys.modules["nkparse"] = nkparse
 _spec.loader.exec_module(nkparse)
 
 
-def _group_animation(text: str, name: str = "DVPortrait1") -> tuple[Any, dict[str, tuple[list[float], list[float]]]]:
+def _group_animation(
+    text: str, name: str = "DVPortrait1"
+) -> tuple[Any, dict[str, tuple[list[float], list[float]]]]:
     from dvp_nuke import mapping
 
     top, inner = nkparse.parse_nodes(text)

@@ -85,7 +85,9 @@ def _render_node(tmp_path: Path, make_track: Any, dvp: Path | None, frames: rang
     tpath = tmp_path / "shot.npz"
     track.save(tpath)
     (tmp_path / "model").mkdir(exist_ok=True)
-    n = dnode.create_node("DVPortrait1", model=str(tmp_path / "model"), output=str(tmp_path / "out" / "sh.####.exr"))
+    n = dnode.create_node(
+        "DVPortrait1", model=str(tmp_path / "model"), output=str(tmp_path / "out" / "sh.####.exr")
+    )
     n.knob("track_file").setValue(str(tpath))
     dnode.import_track(n)
     n.knob("gaze_left").setValueAt(20.0, frames[3], 0)  # an edit, so the curve file has something in it
@@ -98,8 +100,9 @@ def _written(tmp_path: Path) -> list[str]:
     return sorted(p.name for p in (tmp_path / "out").glob("sh.*.exr"))
 
 
-def test_terminal_render_failure_at_frame_37(nuke_t: Any, tmp_path: Path, make_track: Any, fake_dvp: Path,
-                                             monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+def test_terminal_render_failure_at_frame_37(
+    nuke_t: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     from dvp_nuke import node as dnode
 
     monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
@@ -110,7 +113,11 @@ def test_terminal_render_failure_at_frame_37(nuke_t: Any, tmp_path: Path, make_t
     assert "frame 37" in text and "36 of 100" in text and "kept" in text
     assert _written(tmp_path) == [f"sh.{f:04d}.exr" for f in range(1, 37)]
     argv = json.loads((tmp_path / "argv.json").read_text())
-    assert argv[:2] == ["render", "--model"] and "--curves" in argv and argv[argv.index("--frames") + 1] == "1-100"
+    assert (
+        argv[:2] == ["render", "--model"]
+        and "--curves" in argv
+        and argv[argv.index("--frames") + 1] == "1-100"
+    )
     curves = json.loads(Path(argv[argv.index("--curves") + 1]).read_text())
     assert "gaze.left.x" in curves["channels"]
     assert n.node("result").knob("file").value() == str(tmp_path / "out" / "sh.####.exr")
@@ -118,9 +125,9 @@ def test_terminal_render_failure_at_frame_37(nuke_t: Any, tmp_path: Path, make_t
     assert nuke_t._state.tasks == [] and nuke_t._state.messages == []
 
 
-def test_button_in_terminal_mode_prints_instead_of_dialog(nuke_t: Any, tmp_path: Path, make_track: Any,
-                                                          fake_dvp: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: Any) -> None:
+def test_button_in_terminal_mode_prints_instead_of_dialog(
+    nuke_t: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
     from dvp_nuke import node as dnode
 
     monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
@@ -130,7 +137,9 @@ def test_button_in_terminal_mode_prints_instead_of_dialog(nuke_t: Any, tmp_path:
     assert "frame 37" in capsys.readouterr().err
 
 
-def test_gui_render_runs_in_a_worker_with_progress(nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path) -> None:
+def test_gui_render_runs_in_a_worker_with_progress(
+    nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
     from dvp_nuke import node as dnode
 
     n = _render_node(tmp_path, make_track, fake_dvp, frames=range(1001, 1021))
@@ -149,8 +158,9 @@ def test_gui_render_runs_in_a_worker_with_progress(nuke: Any, tmp_path: Path, ma
     assert "finished" in n.knob("status").value()
 
 
-def test_gui_render_failure_message_names_the_frame(nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gui_render_failure_message_names_the_frame(
+    nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dvp_nuke import node as dnode
 
     monkeypatch.setenv("FAKE_DVP_FAIL_AT", "37")
@@ -162,8 +172,9 @@ def test_gui_render_failure_message_names_the_frame(nuke: Any, tmp_path: Path, m
     assert len(_written(tmp_path)) == 36
 
 
-def test_gui_render_cancel_keeps_frames(nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gui_render_cancel_keeps_frames(
+    nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dvp_nuke import node as dnode
 
     monkeypatch.setenv("FAKE_DVP_DELAY", "0.05")
@@ -177,8 +188,9 @@ def test_gui_render_cancel_keeps_frames(nuke: Any, tmp_path: Path, make_track: A
     assert 5 <= written < 100
 
 
-def test_missing_dvp_says_how_to_set_it(nuke: Any, tmp_path: Path, make_track: Any,
-                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_dvp_says_how_to_set_it(
+    nuke: Any, tmp_path: Path, make_track: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dvp_nuke import node as dnode
 
     monkeypatch.delenv("DVP_EXECUTABLE", raising=False)
@@ -194,8 +206,9 @@ def test_missing_dvp_says_how_to_set_it(nuke: Any, tmp_path: Path, make_track: A
     assert "not an executable file" in nuke._state.messages[-1]
 
 
-def test_dvp_executable_from_environment(nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dvp_executable_from_environment(
+    nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dvp_nuke import runner
 
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -206,8 +219,9 @@ def test_dvp_executable_from_environment(nuke: Any, tmp_path: Path, make_track: 
     assert runner.find_dvp("") == shutil.which("dvp", path=str(fake_dvp.parent))
 
 
-def test_track_button_runs_dvp_track_then_imports(nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_track_button_runs_dvp_track_then_imports(
+    nuke: Any, tmp_path: Path, make_track: Any, fake_dvp: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dvp_nuke import node as dnode
 
     src = tmp_path / "tracked.npz"
@@ -238,7 +252,11 @@ def test_parse_line() -> None:
 
     assert parse_line("dvp: progress 3/100 frame 1003\n") == Progress(3, 100, 1003)
     assert parse_line("dvp: progress 3/100") == Progress(3, 100, None)
-    assert parse_line("dvp: error: out/f.0037.exr: frame 37: boom") == ErrorLine("out/f.0037.exr: frame 37: boom", 37)
-    assert parse_line("dvp: error: model/: not a dvp model folder") == ErrorLine("model/: not a dvp model folder", None)
+    assert parse_line("dvp: error: out/f.0037.exr: frame 37: boom") == ErrorLine(
+        "out/f.0037.exr: frame 37: boom", 37
+    )
+    assert parse_line("dvp: error: model/: not a dvp model folder") == ErrorLine(
+        "model/: not a dvp model folder", None
+    )
     assert parse_line("dvp: wrote 5 frames") is None
     assert os.sep  # keep os imported for the fixtures

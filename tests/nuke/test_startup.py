@@ -31,7 +31,9 @@ def test_menu_command_creates_a_node(nuke: Any) -> None:
     from dvp_nuke import startup
 
     ns: dict[str, Any] = {}
-    exec(startup.MENU_COMMAND.replace("dvp_nuke.node.menu_create()", "node = dvp_nuke.node.menu_create()"), ns)
+    exec(
+        startup.MENU_COMMAND.replace("dvp_nuke.node.menu_create()", "node = dvp_nuke.node.menu_create()"), ns
+    )
     node = ns["node"]
     assert node.Class() == "Group" and node.knob("head_rotate") is not None
 
