@@ -183,7 +183,7 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
         KnobSpec(
             "enum",
             "view",
-            "output",
+            "show",
             "show the render alone or merged over the plate",
             values=("result", "over plate"),
         ),
