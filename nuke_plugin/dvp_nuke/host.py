@@ -97,7 +97,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
     """A Group node with the user knobs of ``specs`` and its inside graph.
 
     Inside: ``plate`` (Input) and ``result`` (Read of the render) -> ``place`` (Transform: puts the square
-    render crop on the plate) -> ``over`` (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
+    render crop on the plate) -> ``premult`` -> ``over`` (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
     over the plate, driven by the ``view`` knob) -> Output. Returns the group and its inner nodes by name.
     """
     group = cast(Node, nuke.nodes.Group(name=name))
@@ -108,12 +108,14 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         plate = cast(Node, nuke.nodes.Input(name="plate"))
         read = cast(Node, nuke.nodes.Read(name="result", on_error="black"))
         place = cast(Node, nuke.nodes.Transform(name="place"))
+        premult = cast(Node, nuke.nodes.Premult(name="premult"))
         over = cast(Node, nuke.nodes.Merge2(name="over", operation="over"))
         switch = cast(Node, nuke.nodes.Switch(name="view_switch"))
         out = cast(Node, nuke.nodes.Output(name="Output1"))
         place.setInput(0, read)
+        premult.setInput(0, place)  # the render's RGB is straight (unpremultiplied), alpha = head matte
         over.setInput(0, plate)  # B
-        over.setInput(1, place)  # A
+        over.setInput(1, premult)  # A
         switch.setInput(0, place)
         switch.setInput(1, over)
         out.setInput(0, switch)
@@ -122,7 +124,14 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
             which.setExpression("parent.view")
     finally:
         group.end()
-    return group, {"plate": plate, "result": read, "place": place, "over": over, "view_switch": switch}
+    return group, {
+        "plate": plate,
+        "result": read,
+        "place": place,
+        "premult": premult,
+        "over": over,
+        "view_switch": switch,
+    }
 
 
 def add_menu_command(menu_path: Sequence[str], label: str, command: str) -> None:

@@ -207,7 +207,8 @@ def nk_snippet(
     read += ["  on_error black", "  name result", " }"]
     lines += read
     lines += [" Transform {", f"  translate {{{tx} {ty}}}", "  name place", " }", "set Nplace [stack 0]"]
-    # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = place; Switch 0 = place, 1 = over
+    lines += [" Premult {", "  name premult", " }"]
+    # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult; Switch 0 = place, 1 = over
     lines += [" Input {", "  inputs 0", "  name plate", " }"]
     lines += [" Merge2 {", "  inputs 2", "  operation over", "  name over", " }"]
     lines += [

@@ -389,6 +389,7 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
         "origlast": _IntKnob,
     },
     "Transform": {"translate": XY_Knob},
+    "Premult": {},
     "Merge2": {"operation": String_Knob},
     "Switch": {"which": _IntKnob},
 }

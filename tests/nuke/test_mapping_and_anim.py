@@ -190,4 +190,5 @@ def test_node_layout_in_the_fake(nuke: Any) -> None:
     sw = n.node("view_switch")
     assert sw.knob("which")._expr == {0: "parent.view"}
     over = n.node("over")
-    assert over.input(0) is n.node("plate") and over.input(1) is n.node("place")
+    assert over.input(0) is n.node("plate") and over.input(1) is n.node("premult")
+    assert n.node("premult").input(0) is n.node("place") and sw.input(0) is n.node("place")

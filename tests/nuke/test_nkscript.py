@@ -74,7 +74,8 @@ def test_inside_graph_connections() -> None:
     assert read_plate.cls == "Read" and group.inputs == [read_plate]
     nodes = {n.name: n for n in inner["DVPortrait1"]}
     assert nodes["place"].inputs == [nodes["result"]]
-    assert nodes["over"].inputs == [nodes["plate"], nodes["place"]]  # B = plate, A = the render
+    assert nodes["premult"].inputs == [nodes["place"]]
+    assert nodes["over"].inputs == [nodes["plate"], nodes["premult"]]  # B = plate, A = the render
     assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"]]
     assert nodes["Output1"].inputs == [nodes["view_switch"]]
     assert nodes["result"].knobs["file"] == "/out/f.####.exr" and nodes["result"].knobs["last"] == "10"
