@@ -8,6 +8,8 @@ import itertools
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dvp_engine.render.camera import Camera, RenderInputError, euler_to_matrix
 from dvp_engine.render.rasterize import coverage_count, rasterize, rasterize_pixels
@@ -306,3 +308,33 @@ def test_face_model_agrees_with_the_trackers_numpy_rasteriser() -> None:
     assert (m != mask).mean() < 0.002  # only centres exactly on edges may differ
     both = m & mask
     assert np.abs(ours[both] - theirs[both]).max() < 0.02
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    angle=st.floats(0.0, 6.3),
+    scale=st.floats(0.6, 3.0),
+    ox=st.floats(8.0, 24.0),
+    oy=st.floats(8.0, 24.0),
+    seed=st.integers(0, 10_000),
+)
+def test_transformed_jittered_grid_is_covered_exactly_once(
+    angle: float, scale: float, ox: float, oy: float, seed: int
+) -> None:
+    # arbitrary sub-pixel positions: every pixel centre strictly inside the (rotated) square is covered once,
+    # none outside, and none twice
+    pix, faces = _grid_mesh(n=6, step=1.0, origin=0.0, jitter=0.3, seed=seed)
+    c, s = np.cos(angle), np.sin(angle)
+    p = (pix[0].numpy() - 3.0) * scale
+    p = p @ np.array([[c, -s], [s, c]]).T + [ox, oy]
+    count = coverage_count(torch.tensor(p[None]), torch.ones(1, len(p), dtype=torch.float64), faces, 32, 32)[
+        0
+    ].numpy()
+    assert count.max() <= 1
+    ys, xs = np.mgrid[0:32, 0:32].astype(np.float64)
+    local = np.stack([xs - ox, ys - oy], axis=-1) @ np.array([[c, -s], [s, c]]) / scale  # back to grid units
+    half = 3.0
+    inside = (np.abs(local) < half - 1e-6).all(-1)
+    outside = (np.abs(local) > half + 1e-6).any(-1)
+    assert (count[inside] == 1).all()
+    assert (count[outside] == 0).all()
