@@ -290,11 +290,14 @@ class ConditioningRenderer:
         for name, (t, shape) in shapes.items():
             if tuple(t.shape) != shape:
                 raise RenderInputError(f"{name} must have shape {shape}, got {tuple(t.shape)}")
-            _check_finite(t, name)
         for name, t, k in (("identity", alpha, self.model.n_id), ("reflectance", beta, self.model.n_albedo)):
             if t.shape[-1:] != (k,) or t.dim() > 2 or (t.dim() == 2 and t.shape[0] not in (1, b)):
                 raise RenderInputError(f"{name} must have shape ({k},) or ({b}, {k}), got {tuple(t.shape)}")
-            _check_finite(t, name)
+        named = {**{n: t for n, (t, _) in shapes.items()}, "identity": alpha, "reflectance": beta}
+        # one device sync for all the checks; the per-group pass only runs to name the culprit
+        if not bool(torch.isfinite(torch.cat([t.reshape(-1) for t in named.values()])).all()):
+            for name, t in named.items():
+                _check_finite(t, name)
         cam = camera if size is None else camera.scaled(size)
         verts = apply_pose(self.model.vertices(alpha, expr, bl), rot, trans)  # (B, N, 3) camera frame
         albedo = self.model.albedo(beta)
