@@ -108,7 +108,8 @@ class ConditioningResult:
     """Conditioning images of a batch of frames.
 
     Attributes:
-        images: ``(B, 9, H, W)`` float in [0, 1]: colour, correspondence, eye gaze (3 channels each).
+        images: ``(B, 9, H, W)`` float in [0, 1]: colour, correspondence, eye gaze (3 channels each), stored
+            channels-last (``torch.channels_last``; call ``.contiguous()`` where NCHW memory is needed).
         visible: ``(B,)`` bool, False where the head covers no pixel (behind the camera or outside the frame):
             those images are black, not an error.
         coverage: ``(B,)`` float fraction of the image covered by the face mesh.
