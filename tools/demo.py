@@ -5,7 +5,7 @@
    the frames — the last 20 frames (181-200) are held out and never trained on;
 3. edit the held-out frames: a head turn (head.ry ramps to +15 degrees) and a gaze change (both eyes ramp to
    20 degrees toward image right), written as a curve file like the ones the Nuke and Blender adapters export;
-4. render the edited frames to EXR (ACEScg RGBA with the head matte in alpha and metadata), a side-by-side
+4. render the edited frames to EXR (ACEScg RGB, the head matte in the channel matte.A, metadata), a side-by-side
    preview MP4 (original | conditioning | result) and a contact sheet PNG.
 
 It is one `dvp reenact` job, so rerunning `make demo` skips what is done. With a GPU, `--full` trains at 256 to
@@ -82,7 +82,7 @@ def main() -> int:
     minutes = (time.time() - t0) / 60
     print(
         f"\ndvp demo finished in {minutes:.1f} min. Outputs in {args.out}/:\n"
-        f"  frames/frame.####.exr   edited held-out frames {HELD_OUT[0]}-{HELD_OUT[1]} (ACEScg RGBA, matte in A)\n"
+        f"  frames/frame.####.exr   edited held-out frames {HELD_OUT[0]}-{HELD_OUT[1]} (ACEScg RGB + head matte in matte.A)\n"
         f"  preview.mp4             original | conditioning | result\n"
         f"  contact_sheet.png       rows: original, conditioning, result\n"
         f"  model/                  the trained network (previews/, log.jsonl, checkpoints/)\n"

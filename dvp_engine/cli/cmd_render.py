@@ -6,7 +6,7 @@ Examples::
     dvp render --model model/ --track edited.npz -o out/frame.####.exr --frames 181-200 --resume
     dvp render --model model/ --track target.npz --curves nuke_edits.json -o out/frame.####.exr
 
-Output EXRs are scene-linear ACEScg RGBA (alpha = feathered head matte) with metadata: the source frame,
+Output EXRs are scene-linear ACEScg RGB plus the feathered head matte in the channel matte.A with metadata: the source frame,
 the generator checkpoint's sha256, the frame's parameters and ``dvp:synthetic = 1``. A failing frame is named
 and the frames already written are kept; ``--resume`` skips frames already on disk.
 """

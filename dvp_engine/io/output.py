@@ -23,6 +23,8 @@ from dvp_engine.core.sequence import ImageSequence
 from .images import write_image
 
 FLOAT_SUFFIXES = {".exr"}
+MATTE_CHANNEL = "matte.A"
+"""Name of the head-matte channel in rendered frames (layer ``matte``, channel ``A``)."""
 
 
 def output_sequence(pattern: str | Path, frames: FrameSet, *, overwrite: bool) -> ImageSequence:
@@ -51,7 +53,7 @@ def write_frame(
     path: str | Path,
     rgb: npt.ArrayLike,
     *,
-    alpha: npt.ArrayLike | None = None,
+    matte: npt.ArrayLike | None = None,
     metadata: Mapping[str, Any] | None = None,
     colourspace: str = "ACEScg",
     compression: str = "zip",
@@ -62,7 +64,9 @@ def write_frame(
     Args:
         path: destination; ``.exr`` is written scene-linear, other formats sRGB-encoded.
         rgb: ``(H, W, 3)`` display-referred sRGB in [0, 1] (the engine's working space).
-        alpha: optional ``(H, W)`` matte in [0, 1], written as ``A``.
+        matte: optional ``(H, W)`` head matte in [0, 1], written as an extra channel ``matte.A`` (a layer
+            ``matte`` in Nuke). The RGB is a full, opaque frame, so it gets no alpha: an RGBA with the matte in
+            A would be read as premultiplied, which this RGB is not.
         metadata: extra attributes; values that are dicts or lists of non-numbers are stored as JSON strings.
         colourspace: the EXR's colour space (an OCIO name; ``ACEScg`` by default).
         compression: EXR compression.
@@ -83,10 +87,11 @@ def write_frame(
             meta[k] = json.dumps(v, sort_keys=True)
         else:
             meta[k] = v
-    if alpha is not None:
-        a = np.clip(np.asarray(alpha, dtype=np.float32), 0.0, 1.0)[..., None]
-        pixels = np.concatenate([pixels, a], axis=-1)
     kwargs: dict[str, Any] = {"metadata": meta}
+    if matte is not None:
+        a = np.clip(np.asarray(matte, dtype=np.float32), 0.0, 1.0)[..., None]
+        pixels = np.concatenate([pixels, a], axis=-1)
+        kwargs["channel_names"] = ["R", "G", "B", MATTE_CHANNEL]
     if dtype is not None:
         kwargs["dtype"] = dtype
     if dest.suffix.lower() == ".exr":

@@ -418,8 +418,8 @@ def render_portrait(
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
     For each output frame the conditioning images of the 11 frames ending at it are stacked (the first
-    frames of the track repeat frame 0). EXRs are scene-linear (ACEScg) RGBA, alpha = the feathered head
-    matte, with metadata: source frame, checkpoint hash, the frame's parameters, ``dvp:synthetic = 1``.
+    frames of the track repeat frame 0). EXRs are scene-linear (ACEScg) RGB plus the feathered head matte as
+    the channel ``matte.A``, with metadata: source frame, checkpoint hash, the frame's parameters, ``dvp:synthetic = 1``.
     Frames are written one by one (atomically): a failure names the frame and keeps the frames before it.
 
     Args:
@@ -504,7 +504,7 @@ def render_portrait(
                 write_frame(
                     seq.path(f),
                     rgb[j].permute(1, 2, 0).numpy(),
-                    alpha=alpha[j, 0].numpy(),
+                    matte=alpha[j, 0].numpy(),
                     metadata=meta,
                 )
             except DvpError as exc:

@@ -6,7 +6,7 @@ Job folder layout (``-o out/``)::
     out/work/target.npz        target track            out/work/source.npz   source track
     out/model/                 the target's network (unless --model was given)
     out/work/reenacted.npz     transferred + edited parameters
-    out/frames/frame.####.exr  results (ACEScg RGBA, alpha = head matte, metadata)
+    out/frames/frame.####.exr  results (ACEScg RGB + matte.A head matte, metadata)
     out/preview.mp4            source | conditioning | result, side by side
     out/contact_sheet.png      a few frames: rows source, conditioning, result
 """

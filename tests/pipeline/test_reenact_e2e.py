@@ -32,7 +32,8 @@ def test_reenact_writes_exrs_with_metadata_and_matte(job: Path) -> None:
     frames = sorted((job / "frames").glob("frame.*.exr"))
     assert [p.name for p in frames] == [f"frame.00{f}.exr" for f in range(19, 23)]
     px, meta = read_image(frames[0])
-    assert px.shape == (512, 512, 4)  # RGBA at the plate's resolution
+    assert px.shape == (512, 512, 4)  # RGB + matte at the plate's resolution
+    assert meta["oiio:channelnames"] == ("R", "G", "B", "matte.A")
     assert meta["dvp:synthetic"] == 1 and meta["dvp:source_frame"] == 19
     assert len(meta["dvp:checkpoint_sha256"]) == 64
     alpha = px[..., 3]
@@ -135,10 +136,10 @@ def test_eval_reports_model_and_baselines(job: Path, tmp_path: Path) -> None:
     )
     report = json.loads((tmp_path / "report.json").read_text())
     held = report["held_out_frames"]
-    assert held == [21, 22]  # the last 10 % of the 22 tracked frames
+    assert held == [20, 21, 22]  # the last 10 % (rounded up) of the 22 tracked frames
     for key in ("model", "nearest_neighbour", "single_frame"):
         m = report[key]
-        assert m["frames"] == 2 and 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["l1"] >= 0
+        assert m["frames"] == 3 and 0 < m["psnr"] < 100 and -1 <= m["ssim"] <= 1 and m["l1"] >= 0
     # retrieval returns training frames only, never the held-out ones
     assert all(f not in held for f in report["nearest_neighbour"]["retrieved_frames"])
     assert report["contact_sheet_rows"][-1] == "ground truth"
