@@ -134,12 +134,13 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
     }
 
 
-def add_menu_command(menu_path: Sequence[str], label: str, command: str) -> None:
-    """Add ``command`` (Python text) as ``label`` under ``menu_path`` (first item: a top menu such as Nodes)."""
+def add_menu_command(menu_path: Sequence[str], label: str, command: str, icon: str = "") -> None:
+    """Add ``command`` (Python text) as ``label`` under ``menu_path`` (first item: a top menu such as Nodes);
+    ``icon``: a file name found on the plugin path."""
     menu = cast(Menu, nuke.menu(menu_path[0]))
     for sub in menu_path[1:]:
         menu = menu.addMenu(sub)
-    menu.addCommand(label, command)
+    menu.addCommand(label, command, icon=icon)
 
 
 def plugin_add_path(path: str) -> None:

@@ -260,7 +260,10 @@ def _run(node: Node, what: str, command: list[str], on_done: Callable[[Node, run
         def log(p: runner.Progress) -> None:
             print(f"DVPortrait: {what} {p.done}/{p.total} frame {p.frame}", flush=True)
 
-        job.result = runner.run_dvp(command, on_progress=log)
+        try:
+            job.result = runner.run_dvp(command, on_progress=log)
+        except OSError as exc:
+            raise DvpNukeError(f"could not start {command[0]} ({exc}); check the node's 'dvp' knob") from exc
         on_done(node, job.result)
         if not job.result.ok:
             raise DvpNukeError(job.result.summary(f"{node.name()}: {what}"))

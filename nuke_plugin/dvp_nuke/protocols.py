@@ -87,4 +87,4 @@ class Menu(Protocol):
 
     def addMenu(self, name: str) -> Menu: ...  # noqa: N802
 
-    def addCommand(self, name: str, command: str) -> Any: ...  # noqa: N802
+    def addCommand(self, name: str, command: str, shortcut: str = "", icon: str = "") -> Any: ...  # noqa: N802

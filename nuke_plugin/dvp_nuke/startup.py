@@ -13,6 +13,8 @@ ENGINE_ENV = "DVP_ENGINE_PATH"
 MENU_PATH = ("Nodes", "DVP")
 MENU_LABEL = "DVPortrait"
 MENU_COMMAND = "import dvp_nuke.node\ndvp_nuke.node.menu_create()"
+MENU_ICON = "DVPortrait.png"
+"""In ``icons/``, which :func:`on_init` puts on the plugin path."""
 
 
 def ensure_engine_core() -> str:
@@ -43,7 +45,7 @@ def on_menu() -> None:
     from . import host
 
     if host.is_gui():
-        host.add_menu_command(MENU_PATH, MENU_LABEL, MENU_COMMAND)
+        host.add_menu_command(MENU_PATH, MENU_LABEL, MENU_COMMAND, icon=MENU_ICON)
 
 
 def report_failure(stage: str, exc: BaseException) -> None:

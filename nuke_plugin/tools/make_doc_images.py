@@ -175,7 +175,24 @@ def graph(out: Path) -> None:
     plt.close(fig)
 
 
+def icon(out: Path) -> None:
+    """The 24 x 24 menu icon: a face profile in the node's colour."""
+    fig = plt.figure(figsize=(0.24, 0.24), dpi=100)
+    ax = fig.add_axes((0, 0, 1, 1))
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.axis("off")
+    ax.add_patch(
+        FancyBboxPatch((0.05, 0.05), 0.9, 0.9, boxstyle="round,pad=0.0,rounding_size=0.2", fc="#7b4fa8")
+    )
+    ax.add_patch(matplotlib.patches.Ellipse((0.5, 0.52), 0.5, 0.66, fc="#f0d9c0"))
+    ax.plot([0.4, 0.6], [0.6, 0.6], "o", color="#333333", ms=1.5)
+    fig.savefig(out, transparent=True)
+    plt.close(fig)
+
+
 if __name__ == "__main__":
+    icon(ROOT / "nuke_plugin" / "icons" / "DVPortrait.png")
     images = ROOT / "docs" / "images"
     panel(images / "nuke_panel.png")
     graph(images / "nuke_graph.png")

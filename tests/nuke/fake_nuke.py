@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 GUI = True
@@ -118,15 +119,20 @@ class _Menu:
         self.name = name
         self.submenus: dict[str, _Menu] = {}
         self.commands: dict[str, str] = {}
+        self.icons: dict[str, str] = {}
 
     def addMenu(self, name: str) -> _Menu:  # noqa: N802
         return self.submenus.setdefault(name, _Menu(name))
 
-    def addCommand(self, name: str, command: str) -> None:  # noqa: N802
+    def addCommand(self, name: str, command: str, shortcut: str = "", icon: str = "") -> None:  # noqa: N802
         if not isinstance(command, str):
             raise TypeError("command must be Python text")
         compile(command, f"<menu {name}>", "exec")
         self.commands[name] = command
+        if icon:  # Nuke finds icons on the plugin path
+            if not any(Path(p, icon).is_file() for p in _state.plugin_paths):
+                raise FileNotFoundError(f"icon {icon!r} is not on the plugin path {_state.plugin_paths}")
+            self.icons[name] = icon
 
 
 def menu(name: str) -> _Menu:

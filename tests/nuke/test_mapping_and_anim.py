@@ -192,3 +192,31 @@ def test_node_layout_in_the_fake(nuke: Any) -> None:
     over = n.node("over")
     assert over.input(0) is n.node("plate") and over.input(1) is n.node("premult")
     assert n.node("premult").input(0) is n.node("place") and sw.input(0) is n.node("place")
+
+
+def test_create_node_from_track_shows_its_controls(nuke: Any, tmp_path: Path, make_track: Any) -> None:
+    from dvp_nuke import node as dnode
+
+    track = make_track(range(1, 6), controls=("face.jaw_open", "face.lip_roll"))
+    path = tmp_path / "t.npz"
+    track.save(path)
+    n = dnode.create_node("Actor", track=str(path))
+    assert n.knob("face_lip_roll").isAnimated(0) and n.knob("face_smile") is None
+    assert nuke._state.messages == []  # the node matches the track: nothing to report
+    assert n.knob("status").value().startswith("track: 5 frames 1-5")
+    # the crop of a 640 x 480 plate: the centred 480 square, Nuke's y up
+    assert n.node("place").knob("translate").value(0) == 80.0
+    assert n.node("place").knob("translate").value(1) == 0.0
+
+
+def test_bad_track_file_is_a_clear_error(nuke: Any, tmp_path: Path) -> None:
+    from dvp_nuke import node as dnode
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    n = dnode.create_node()
+    n.knob("track_file").setValue(str(bad))
+    nuke._state.this_node = n
+    dnode.on_button("import_track")
+    assert str(bad) in nuke._state.messages[-1] and "FaceTrack" in nuke._state.messages[-1]
+    assert not n.knob("head_rotate").isAnimated(0)

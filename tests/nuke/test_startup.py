@@ -22,6 +22,7 @@ def test_init_adds_plugin_path_and_menu_adds_command(nuke: Any) -> None:
     _run("menu.py")
     dvp_menu = nuke._state.menus["Nodes"].submenus["DVP"]
     assert list(dvp_menu.commands) == ["DVPortrait"]
+    assert dvp_menu.icons == {"DVPortrait": "DVPortrait.png"}
     # the command is Python that builds the node
     exec(dvp_menu.commands["DVPortrait"], {})
     assert nuke._state.messages == []
