@@ -135,7 +135,14 @@ def import_track(
         if curve is None:
             raise RuntimeError(f"{node.name()}.{kname}[{idx}] did not become animated")
         curve.clear()  # setAnimated may have keyed the current frame
-        curve.addKey(make_keys(frames, [float(v) for v in values[name]]))
+        vals = [float(v) for v in values[name]]
+        try:
+            keys = make_keys(frames, vals)
+        except TypeError:  # a Nuke whose AnimationKey cannot be constructed: key one by one
+            for f, v in zip(frames, vals, strict=True):
+                knob.setValueAt(v, f, idx)
+        else:
+            curve.addKey(keys)
         report.loaded.append(name)
     order = {n: i for i, n in enumerate(layout.FRAME_CHANNELS + layout.AUX_CHANNELS)}
     report.missing.sort(key=lambda n: (order.get(n, len(order)), n))

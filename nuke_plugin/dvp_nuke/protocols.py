@@ -47,6 +47,8 @@ class Knob(Protocol):
 
     def getValueAt(self, time: float, index: int = 0) -> float: ...  # noqa: N802
 
+    def setValueAt(self, value: float, time: float, index: int = -1) -> bool: ...  # noqa: N802
+
     def setExpression(self, expression: str, index: int = -1) -> bool: ...  # noqa: N802
 
 

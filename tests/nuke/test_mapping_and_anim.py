@@ -220,3 +220,18 @@ def test_bad_track_file_is_a_clear_error(nuke: Any, tmp_path: Path) -> None:
     dnode.on_button("import_track")
     assert str(bad) in nuke._state.messages[-1] and "FaceTrack" in nuke._state.messages[-1]
     assert not n.knob("head_rotate").isAnimated(0)
+
+
+def test_import_falls_back_to_set_value_at(nuke: Any, make_track: Any) -> None:
+    from dvp_nuke import anim
+    from dvp_nuke import node as dnode
+
+    def no_key_objects(frames: Any, values: Any) -> Any:
+        raise TypeError("AnimationKey() takes no arguments")
+
+    track = make_track([3, 4, 8], controls=())
+    n = dnode.create_node(controls=())
+    anim.import_track(n, track, no_key_objects)
+    keys = n.knob("gaze_right").animation(1).keys()
+    assert [k.x for k in keys] == [3.0, 4.0, 8.0]
+    np.testing.assert_allclose([k.y for k in keys], track.channels["gaze.right.y"], atol=1e-12)
