@@ -226,10 +226,11 @@ class FrameSet:
         for start, end, step in self.segments():
             if start == end:
                 parts.append(str(start))
-            elif step == 1:
-                parts.append(f"{start}-{end}")
-            else:
-                parts.append(f"{start}-{end}x{step}")
+                continue
+            run = f"{start}-{end}" if step == 1 else f"{start}-{end}x{step}"
+            listed = ",".join(str(f) for f in range(start, end + 1, step))
+            # never longer than listing the frames (e.g. "-1,9,19" rather than "-1-19x10")
+            parts.append(listed if len(listed) < len(run) else run)
         return ",".join(parts)
 
     def __repr__(self) -> str:

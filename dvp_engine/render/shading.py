@@ -28,46 +28,21 @@ b     function           constant (value)
 
 from __future__ import annotations
 
-import math
-
 import torch
+
+from dvp_engine.core import sh as _sh
 
 __all__ = ["SH_CONSTANTS", "ambient_sh", "sh_basis", "sh_shade", "vertex_normals"]
 
-_C0 = 1.0 / (2.0 * math.sqrt(math.pi))
-_C1 = math.sqrt(3.0 / (4.0 * math.pi))
-_C2 = 3.0 * math.sqrt(5.0 / (12.0 * math.pi))
-_C3 = 0.5 * math.sqrt(5.0 / (4.0 * math.pi))
-_C4 = 1.5 * math.sqrt(5.0 / (12.0 * math.pi))
-
-#: The five distinct constants (band 0; band 1; xy, yz, xz; 3z^2-1; x^2-y^2), irradiance factors included.
-SH_CONSTANTS: tuple[float, float, float, float, float] = (
-    math.pi * _C0,
-    2.0 * math.pi / 3.0 * _C1,
-    math.pi / 4.0 * _C2,
-    math.pi / 4.0 * _C3,
-    math.pi / 4.0 * _C4,
-)
+#: The five distinct constants (band 0; band 1; xy, yz, xz; 3z^2-1; x^2-y^2), irradiance factors included;
+#: shared with the tracker through :mod:`dvp_engine.core.sh`.
+SH_CONSTANTS = _sh.SH_CONSTANTS
 
 
 def sh_basis(normals: torch.Tensor) -> torch.Tensor:
     """The 9 SH basis values ``Y_b(n)`` of unit normals: ``(..., 3)`` -> ``(..., 9)`` (table in the module doc)."""
-    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
-    a0, a1, a2, a3, a4 = SH_CONSTANTS
-    return torch.stack(
-        [
-            torch.full_like(x, a0),
-            a1 * y,
-            a1 * z,
-            a1 * x,
-            a2 * x * y,
-            a2 * y * z,
-            a3 * (3.0 * z * z - 1.0),
-            a2 * x * z,
-            a4 * (x * x - y * y),
-        ],
-        dim=-1,
-    )
+    out: torch.Tensor = _sh.sh_basis(torch, normals)
+    return out
 
 
 def sh_shade(albedo: torch.Tensor, normals: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:

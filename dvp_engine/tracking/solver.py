@@ -41,6 +41,8 @@ from typing import Any
 
 import numpy as np
 
+from dvp_engine.core import sh as _sh
+
 from .xp import Array, bilinear_sample, cholesky_solve, euler_rotation, gram, matmul_tn, segment_min_mask
 
 # ---------------------------------------------------------------------------------------------------- layout
@@ -59,20 +61,8 @@ N_SHARED = 160
 JAW = slice(0, 17)  # dlib contour landmarks
 
 # ---------------------------------------------------------------------------------------------------- SH basis
-_C0 = 1.0 / (2.0 * math.sqrt(math.pi))
-_C1 = math.sqrt(3.0 / (4.0 * math.pi))
-_C2 = 3.0 * math.sqrt(5.0 / (12.0 * math.pi))
-_C3 = 0.5 * math.sqrt(5.0 / (4.0 * math.pi))
-_C4 = 1.5 * math.sqrt(5.0 / (12.0 * math.pi))
-#: Irradiance-convolved real SH constants (Ramamoorthi and Hanrahan 2001, as in Deep3DFaceRecon / Garrido
-#: et al.): band l is multiplied by pi, 2 pi / 3, pi / 4. Order: 1, y, z, x, xy, yz, 3z^2-1, xz, x^2-y^2.
-SH_CONSTANTS = (
-    math.pi * _C0,
-    2.0 * math.pi / 3.0 * _C1,
-    math.pi / 4.0 * _C2,
-    math.pi / 4.0 * _C3,
-    math.pi / 4.0 * _C4,
-)
+#: Irradiance-convolved real SH constants, shared with the renderer (see :mod:`dvp_engine.core.sh`).
+SH_CONSTANTS = _sh.SH_CONSTANTS
 
 
 def sh_basis(xp: types.ModuleType, normals: Array) -> Array:
@@ -85,23 +75,7 @@ def sh_basis(xp: types.ModuleType, normals: Array) -> Array:
         ``(..., 9)``; shading per colour channel c is ``sum_b Y_b * gamma[3 b + c]``. The constant band is
         ``SH_CONSTANTS[0]``, so ``gamma[c] = 1 / SH_CONSTANTS[0]`` (others 0) gives shading 1 (ambient white).
     """
-    x, y, z = normals[..., 0], normals[..., 1], normals[..., 2]
-    a0, a1, a2, a3, a4 = SH_CONSTANTS
-    one = xp.ones_like(x)
-    return xp.stack(
-        [
-            a0 * one,
-            a1 * y,
-            a1 * z,
-            a1 * x,
-            a2 * x * y,
-            a2 * y * z,
-            a3 * (3.0 * z * z - 1.0),
-            a2 * x * z,
-            a4 * (x * x - y * y),
-        ],
-        axis=-1,
-    )
+    return _sh.sh_basis(xp, normals)
 
 
 def sh_basis_grad(xp: types.ModuleType, normals: Array) -> Array:
