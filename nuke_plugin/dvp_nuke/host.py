@@ -15,6 +15,9 @@ import nuke
 from .mapping import KnobSpec
 from .protocols import AnimationKey, Menu, Node, ProgressTask
 
+MATTE_CHANNEL = "matte.alpha"
+"""The render's head matte: the EXR channel ``matte.A``, which Nuke's EXR reader shows as ``matte.alpha``."""
+
 
 def is_gui() -> bool:
     """True in an interactive Nuke session, False in terminal mode (``nuke -t``) and on a farm."""
@@ -97,7 +100,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
     """A Group node with the user knobs of ``specs`` and its inside graph.
 
     Inside: ``plate`` (Input) and ``result`` (Read of the render) -> ``place`` (Transform: puts the square
-    render crop on the plate) -> ``premult`` -> ``over`` (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
+    render crop on the plate) -> ``matte_to_alpha`` (Copy ``matte.alpha`` to alpha) -> ``premult`` -> ``over`` (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
     over the plate, driven by the ``view`` knob) -> Output. Returns the group and its inner nodes by name.
     """
     group = cast(Node, nuke.nodes.Group(name=name))
@@ -108,12 +111,15 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         plate = cast(Node, nuke.nodes.Input(name="plate"))
         read = cast(Node, nuke.nodes.Read(name="result", on_error="black"))
         place = cast(Node, nuke.nodes.Transform(name="place"))
+        copy = cast(Node, nuke.nodes.Copy(name="matte_to_alpha", from0=MATTE_CHANNEL, to0="rgba.alpha"))
         premult = cast(Node, nuke.nodes.Premult(name="premult"))
         over = cast(Node, nuke.nodes.Merge2(name="over", operation="over"))
         switch = cast(Node, nuke.nodes.Switch(name="view_switch"))
         out = cast(Node, nuke.nodes.Output(name="Output1"))
         place.setInput(0, read)
-        premult.setInput(0, place)  # the render's RGB is straight (unpremultiplied), alpha = head matte
+        copy.setInput(0, place)  # B: the opaque render
+        copy.setInput(1, place)  # A: its head matte channel, copied into alpha
+        premult.setInput(0, copy)
         over.setInput(0, plate)  # B
         over.setInput(1, premult)  # A
         switch.setInput(0, place)
@@ -128,6 +134,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         "plate": plate,
         "result": read,
         "place": place,
+        "matte_to_alpha": copy,
         "premult": premult,
         "over": over,
         "view_switch": switch,

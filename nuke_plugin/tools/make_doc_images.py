@@ -135,7 +135,7 @@ def graph(out: Path) -> None:
     _box(ax, 3.6, 4.7, "Input\nplate", "#ffffff")
     _box(ax, 5.7, 4.7, "Read result\nout.####.exr", "#cfe3f5")
     _box(ax, 5.7, 3.6, "Transform place\n(crop on plate)", "#ffffff")
-    _box(ax, 3.9, 2.5, "Premult -> Merge2 over\n(B plate, A render)", "#ffffff")
+    _box(ax, 3.9, 2.5, "Copy matte -> alpha, Premult\n-> Merge2 over (B plate)", "#ffffff", w=2.5)
     _box(ax, 5.2, 1.4, "Switch\n(knob 'show')", "#ffffff")
     _box(ax, 8.4, 1.4, "Viewer / comp", "#d9d9d9")
     _arrow(ax, (2.15, 4.7), (2.65, 4.7))

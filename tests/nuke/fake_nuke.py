@@ -396,6 +396,7 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
     },
     "Transform": {"translate": XY_Knob},
     "Premult": {},
+    "Copy": {"from0": String_Knob, "to0": String_Knob},
     "Merge2": {"operation": String_Knob},
     "Switch": {"which": _IntKnob},
 }

@@ -191,7 +191,10 @@ def test_node_layout_in_the_fake(nuke: Any) -> None:
     assert sw.knob("which")._expr == {0: "parent.view"}
     over = n.node("over")
     assert over.input(0) is n.node("plate") and over.input(1) is n.node("premult")
-    assert n.node("premult").input(0) is n.node("place") and sw.input(0) is n.node("place")
+    copy = n.node("matte_to_alpha")
+    assert copy.input(0) is n.node("place") and copy.input(1) is n.node("place")
+    assert copy.knob("from0").value() == "matte.alpha" and copy.knob("to0").value() == "rgba.alpha"
+    assert n.node("premult").input(0) is copy and sw.input(0) is n.node("place")
 
 
 def test_create_node_from_track_shows_its_controls(nuke: Any, tmp_path: Path, make_track: Any) -> None:

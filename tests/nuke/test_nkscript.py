@@ -74,7 +74,9 @@ def test_inside_graph_connections() -> None:
     assert read_plate.cls == "Read" and group.inputs == [read_plate]
     nodes = {n.name: n for n in inner["DVPortrait1"]}
     assert nodes["place"].inputs == [nodes["result"]]
-    assert nodes["premult"].inputs == [nodes["place"]]
+    assert nodes["matte_to_alpha"].inputs == [nodes["place"], nodes["place"]]
+    assert nodes["matte_to_alpha"].knobs["from0"] == "matte.alpha"
+    assert nodes["premult"].inputs == [nodes["matte_to_alpha"]]
     assert nodes["over"].inputs == [nodes["plate"], nodes["premult"]]  # B = plate, A = the render
     assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"]]
     assert nodes["Output1"].inputs == [nodes["view_switch"]]
