@@ -12,11 +12,9 @@ from typing import Any, cast
 
 import nuke
 
+from . import mapping
 from .mapping import KnobSpec
 from .protocols import AnimationKey, Menu, Node, ProgressTask
-
-MATTE_CHANNEL = "matte.alpha"
-"""The render's head matte: the EXR channel ``matte.A``, which Nuke's EXR reader shows as ``matte.alpha``."""
 
 
 def is_gui() -> bool:
@@ -100,7 +98,8 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
     """A Group node with the user knobs of ``specs`` and its inside graph.
 
     Inside: ``plate`` (Input) and ``result`` (Read of the render) -> ``place`` (Transform: puts the square
-    render crop on the plate) -> ``matte_to_alpha`` (Copy ``matte.alpha`` to alpha) -> ``premult`` -> ``over`` (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
+    render crop on the plate) -> ``matte_to_alpha`` (Copy ``matte.alpha`` to alpha) -> ``premult`` -> ``over``
+    (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
     over the plate, driven by the ``view`` knob) -> Output. Returns the group and its inner nodes by name.
     """
     group = cast(Node, nuke.nodes.Group(name=name))
@@ -111,7 +110,9 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         plate = cast(Node, nuke.nodes.Input(name="plate"))
         read = cast(Node, nuke.nodes.Read(name="result", on_error="black"))
         place = cast(Node, nuke.nodes.Transform(name="place"))
-        copy = cast(Node, nuke.nodes.Copy(name="matte_to_alpha", from0=MATTE_CHANNEL, to0="rgba.alpha"))
+        copy = cast(
+            Node, nuke.nodes.Copy(name="matte_to_alpha", from0=mapping.MATTE_CHANNEL, to0="rgba.alpha")
+        )
         premult = cast(Node, nuke.nodes.Premult(name="premult"))
         over = cast(Node, nuke.nodes.Merge2(name="over", operation="over"))
         switch = cast(Node, nuke.nodes.Switch(name="view_switch"))

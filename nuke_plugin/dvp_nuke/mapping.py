@@ -42,6 +42,9 @@ DEFAULT_CONTROLS: Final[tuple[str, ...]] = (
     "face.jaw_right",
 )
 
+MATTE_CHANNEL: Final = "matte.alpha"
+"""The render's head matte: the EXR channel ``matte.A``, which Nuke's EXR reader shows as ``matte.alpha``."""
+
 #: Multi-dimensional knobs: knob name -> its channels in index order.
 ARRAY_KNOBS: Final[dict[str, tuple[str, ...]]] = {
     "head_rotate": layout.HEAD_ROTATION,

@@ -25,9 +25,6 @@ from dvp_engine.core import FaceTrack, FrameSet
 
 from . import anim, mapping
 
-MATTE_CHANNEL = "matte.alpha"
-"""The render's head matte (EXR channel ``matte.A``) as Nuke names it; the same as ``host.MATTE_CHANNEL``."""
-
 KNOB_IDS: dict[str, int] = {
     "string": 1,
     "file": 2,
@@ -210,7 +207,7 @@ def nk_snippet(
     read += ["  on_error black", "  name result", " }"]
     lines += read
     lines += [" Transform {", f"  translate {{{tx} {ty}}}", "  name place", " }", "set Nplace [stack 0]"]
-    lines += ["push $Nplace", " Copy {", "  inputs 2", f"  from0 {MATTE_CHANNEL}", "  to0 rgba.alpha"]
+    lines += ["push $Nplace", " Copy {", "  inputs 2", f"  from0 {mapping.MATTE_CHANNEL}", "  to0 rgba.alpha"]
     lines += ["  name matte_to_alpha", " }", " Premult {", "  name premult", " }"]
     # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult; Switch 0 = place, 1 = over
     lines += [" Input {", "  inputs 0", "  name plate", " }"]
