@@ -23,7 +23,7 @@ from pathlib import Path
 
 ENV_VAR = "DVP_EXECUTABLE"
 
-_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?\s*$")
+_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?(?:\s.*)?$")  # later fields ignored
 _ERROR = re.compile(r"^dvp: error: (.*)$")
 _FRAME_IN_ERROR = re.compile(r"(?:^|: )frame (-?\d+)(?::|$)")
 

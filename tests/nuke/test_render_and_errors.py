@@ -252,6 +252,8 @@ def test_parse_line() -> None:
 
     assert parse_line("dvp: progress 3/100 frame 1003\n") == Progress(3, 100, 1003)
     assert parse_line("dvp: progress 3/100") == Progress(3, 100, None)
+    assert parse_line("dvp: progress 3/100 frame 7 stage landmarks") == Progress(3, 100, 7)
+    assert parse_line("dvp: progress 3/100x") is None
     assert parse_line("dvp: error: out/f.0037.exr: frame 37: boom") == ErrorLine(
         "out/f.0037.exr: frame 37: boom", 37
     )
