@@ -144,3 +144,15 @@ def test_eval_reports_model_and_baselines(job: Path, tmp_path: Path) -> None:
     assert all(f not in held for f in report["nearest_neighbour"]["retrieved_frames"])
     assert report["contact_sheet_rows"][-1] == "ground truth"
     assert (tmp_path / "contact_sheet.png").is_file()
+
+
+def test_train_with_a_shorter_video_names_the_missing_frames(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    short = tmp_path / "short.####.png"
+    assert main(["convert", str(SAMPLE), "-o", str(short), "--frames", "1-5", "-q"]) == 0
+    code = main(["train", "--track", str(job / "work" / "target.npz"), "--frames-from", str(short), "-o",
+                 str(tmp_path / "m"), *TINY])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "short.####.png" in err and "6-22" in err
