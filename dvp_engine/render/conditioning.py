@@ -115,7 +115,8 @@ class ConditioningResult:
         coverage: ``(B,)`` float fraction of the image covered by the face mesh.
         status: per frame ``"ok"``, ``"behind camera"`` or ``"outside frame"``.
         raster: the underlying :class:`~dvp_engine.render.rasterize.Rasterization` (triangle ids >= the face
-            mesh's triangle count are the eye-opening fill triangles).
+            mesh's triangle count are the eye-opening fill triangles); None when the batch was rendered in
+            slices (see ``ConditioningRenderer(max_pixels=...)``).
     """
 
     images: torch.Tensor
@@ -168,14 +169,22 @@ class ConditioningRenderer:
         model: a :class:`~dvp_engine.facemodel.FaceModel`.
         device: torch device (``"cpu"``, ``"cuda"``); default CPU.
         dtype: floating dtype of the computation (float32; float64 for gradient checks).
+        max_pixels: on the CPU, batches are rendered in slices of at most this many output pixels (default
+            2**18: 4 frames at 256, 1 at 512), which keeps the working set in cache; ``None`` renders every
+            batch in one pass. Ignored on CUDA. A sliced render returns ``raster=None``.
     """
 
     def __init__(
-        self, model: FaceModel, device: torch.device | str | None = None, dtype: torch.dtype = torch.float32
+        self,
+        model: FaceModel,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+        max_pixels: int | None = 1 << 18,
     ) -> None:
         self.model = model
         self.device = torch.device(device if device is not None else "cpu")
         self.dtype = dtype
+        self.max_pixels = max_pixels if self.device.type == "cpu" else None
         self.faces = torch.as_tensor(np.asarray(model.faces), dtype=torch.int64, device=self.device)
         left = eye_fill_triangles(model.eye_left_loop, model.mean_shape)
         right = eye_fill_triangles(model.eye_right_loop, model.mean_shape)
@@ -300,6 +309,32 @@ class ConditioningRenderer:
             for name, t in named.items():
                 _check_finite(t, name)
         cam = camera if size is None else camera.scaled(size)
+        per_call = b if self.max_pixels is None else max(1, self.max_pixels // (cam.width * cam.height))
+        if b > per_call:
+            parts = []
+            for i in range(0, b, per_call):
+                sl = slice(i, i + per_call)
+                parts.append(
+                    self.render_parts(
+                        rotation=rot[sl],
+                        translation=trans[sl],
+                        expression=expr[sl],
+                        sh=light[sl],
+                        gaze=gz[sl],
+                        blink=bl[sl],
+                        identity=alpha[sl] if alpha.dim() == 2 and alpha.shape[0] == b else alpha,
+                        reflectance=beta[sl] if beta.dim() == 2 and beta.shape[0] == b else beta,
+                        camera=cam,
+                        eyeball_follows_face=eyeball_follows_face,
+                    )
+                )
+            return ConditioningResult(
+                images=torch.cat([q.images for q in parts]),
+                visible=torch.cat([q.visible for q in parts]),
+                coverage=torch.cat([q.coverage for q in parts]),
+                status=[x for q in parts for x in q.status],
+                raster=None,
+            )
         verts = apply_pose(self.model.vertices(alpha, expr, bl), rot, trans)  # (B, N, 3) camera frame
         albedo = self.model.albedo(beta)
         if albedo.shape[0] != b:

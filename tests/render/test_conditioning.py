@@ -305,6 +305,19 @@ def test_colour_image_has_gradients_for_pose_expression_and_light() -> None:
     assert float(g[L["gaze"]].abs().max()) == 0  # the gaze image is not differentiable
 
 
+def test_sliced_batches_equal_one_pass() -> None:
+    model = load_default_model()
+    p = _golden_params()
+    p = np.concatenate([p, p[:1]])
+    alpha = np.zeros((3, 80))
+    alpha[1, 0] = 1.0  # per-frame identity rows are sliced with the frames
+    sliced = ConditioningRenderer(model, max_pixels=64 * 64).render(p, alpha, np.zeros(80), CAMERA, 64)
+    whole = ConditioningRenderer(model, max_pixels=None).render(p, alpha, np.zeros(80), CAMERA, 64)
+    assert sliced.raster is None and whole.raster is not None
+    torch.testing.assert_close(sliced.images, whole.images)
+    assert sliced.status == whole.status and torch.equal(sliced.visible, whole.visible)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu() -> None:
     model = load_default_model()
