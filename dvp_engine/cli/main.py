@@ -38,6 +38,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_reenact",
     "cmd_eval",
     "cmd_export",
+    "cmd_nuke_script",
 )
 
 

@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
         prog="dvp nuke-script",
         description="Write a Nuke .nk snippet with a keyed DVPortrait node (no Nuke licence needed).",
     )
+    configure(p)
+    return p
+
+
+def configure(p: argparse.ArgumentParser) -> None:
+    """Add the options of ``dvp nuke-script`` to a parser (used by the ``dvp`` CLI too)."""
     p.add_argument("track", type=Path, help="FaceTrack (.npz) whose channels become the node's animation")
     p.add_argument("-o", "--output-script", type=Path, required=True, help="the .nk file to write")
     p.add_argument("--curves", type=Path, action="append", default=[], help="curve file(s) applied first")
@@ -41,7 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--script", action="store_true", help="a whole script with a Root node, not a paste snippet"
     )
     p.add_argument("--overwrite", action="store_true", help="replace an existing .nk file")
-    return p
 
 
 def cli_main(argv: Sequence[str] | None = None) -> int:
@@ -51,6 +56,11 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse: --help (0) or usage error (2)
         return int(exc.code or 0)
+    return run_args(args)
+
+
+def run_args(args: argparse.Namespace) -> int:
+    """Write the ``.nk`` file for parsed arguments; returns the exit code (0, 1 or 2)."""
     if args.output_script.suffix != ".nk":
         print(f"dvp: error: {args.output_script}: the output must end in .nk", file=sys.stderr)
         return 2

@@ -67,3 +67,17 @@ def test_edit_speed_and_hold(tmp_path: Path) -> None:
     out = tmp_path / "s.npz"
     assert main(["edit", str(src), "--speed", "0.5", "--hold", "1002:3", "-o", str(out), "-q"]) == 0
     assert FaceTrack.load(out).n_frames == (5 + 3 - 1) * 2 + 1
+
+
+def test_nuke_script_command_writes_keyed_node(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "t.npz"
+    t = make_track(src, n=4)
+    nk = tmp_path / "shot.nk"
+    assert main(["nuke-script", str(src), "-o", str(nk), "--output", "out/f.####.exr", "--script"]) == 0
+    text = nk.read_text()
+    assert text.startswith("Root {") or "Root {" in text
+    assert "Group {" in text and "DVPortrait1" in text
+    # head.ry's keys appear with the track's first frame
+    assert "x1001" in text and f"{t.channel('head.ry')[0]:.4g}"[:5] in text
+    assert main(["nuke-script", str(src), "-o", str(nk)]) == 2  # exists
+    assert "--overwrite" in capsys.readouterr().err
