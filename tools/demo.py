@@ -84,7 +84,7 @@ def main() -> int:
         f"\ndvp demo finished in {minutes:.1f} min. Outputs in {args.out}/:\n"
         f"  frames/frame.####.exr   edited held-out frames {HELD_OUT[0]}-{HELD_OUT[1]} (ACEScg RGB + head matte in matte.A)\n"
         f"  preview.mp4             original | conditioning | result\n"
-        f"  contact_sheet.png       rows: original, conditioning, result\n"
+        f"  contact_sheet.png       rows: original, colour conditioning, eye gaze, result\n"
         f"  model/                  the trained network (previews/, log.jsonl, checkpoints/)\n"
         f"  work/*.npz              tracks: try `dvp info {args.out}/work/target.npz`\n"
     )

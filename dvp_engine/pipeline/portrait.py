@@ -146,11 +146,13 @@ def conditioning_frames(
 
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.render.camera import Camera
+    from dvp_engine.render.cli_support import eyeball_follows_face
     from dvp_engine.render.conditioning import render_conditioning
 
     model = load_default_model()
     camera = Camera.from_intrinsics(framing.intrinsics(track.intrinsics), framing.size, framing.size)
     params = track.params()
+    follows = eyeball_follows_face(track)
     n = track.n_frames
     cond = np.zeros((n, 9, framing.size, framing.size), np.uint8)
     mask = np.zeros((n, framing.size, framing.size), np.float32)
@@ -158,7 +160,13 @@ def conditioning_frames(
         for start in range(0, n, batch):
             stop = min(n, start + batch)
             res = render_conditioning(
-                model, params[start:stop], track.identity, track.reflectance, camera, device=device
+                model,
+                params[start:stop],
+                track.identity,
+                track.reflectance,
+                camera,
+                device=device,
+                eyeball_follows_face=follows,
             )
             images = res.images.float().cpu().numpy()
             cond[start:stop] = to_uint8(images)

@@ -8,7 +8,7 @@ Job folder layout (``-o out/``)::
     out/work/reenacted.npz     transferred + edited parameters
     out/frames/frame.####.exr  results (ACEScg RGB + matte.A head matte, metadata)
     out/preview.mp4            source | conditioning | result, side by side
-    out/contact_sheet.png      a few frames: rows source, conditioning, result
+    out/contact_sheet.png      a few frames: rows source, colour conditioning, eye gaze, result
 """
 
 from __future__ import annotations
@@ -251,7 +251,8 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
 
 
 def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: Path, out: Path) -> None:
-    """Side-by-side MP4 (source | conditioning | result) and a contact sheet PNG of the rendered frames."""
+    """Side-by-side MP4 (source | conditioning | result) and a contact sheet PNG of the rendered frames
+    (rows: source, colour conditioning, eye-gaze conditioning, result)."""
     import torch
 
     from dvp_engine.core.sequence import ImageSequence
@@ -270,6 +271,7 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     sub = new.select(frames)
     cond, _ = conditioning_frames(sub, info.framing, device=s.device)
     colour = cond[:, :3].astype(np.float32) / 255.0
+    gaze = cond[:, 6:9].astype(np.float32) / 255.0
     results = []
     for f in frames:
         px, _ = read_image(seq.path(f))
@@ -293,4 +295,5 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     write_video(out / "preview.mp4", (t.transpose(1, 2, 0) for t in tiles), new.rate)
     k = min(4, len(frames))
     pick = [round(i * (len(frames) - 1) / max(1, k - 1)) for i in range(k)]
-    write_contact_sheet(out / "contact_sheet.png", [torch.from_numpy(a[pick]) for a in (src, colour, res)])
+    rows = (src, colour, gaze, res)
+    write_contact_sheet(out / "contact_sheet.png", [torch.from_numpy(a[pick]) for a in rows])

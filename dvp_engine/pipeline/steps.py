@@ -1,7 +1,7 @@
 """A tiny resumable step runner.
 
-Each :class:`Step` names its outputs and a fingerprint of its inputs (file sizes and modification times,
-settings). The job state (``<job folder>/.dvp-job.json``, written atomically after every step) records the
+Each :class:`Step` names its outputs and a fingerprint of its inputs (settings, and files: their contents up
+to 16 MB, size and modification time beyond). The job state (``<job folder>/.dvp-job.json``, written atomically after every step) records the
 fingerprint each finished step ran with. A rerun skips a step whose outputs all exist and whose fingerprint is
 unchanged, so an interrupted job continues where it stopped and a changed input redoes only what depends on it.
 """
@@ -22,12 +22,16 @@ from dvp_engine.core.atomic import write_text_atomic
 log = logging.getLogger("dvp")
 
 STATE_NAME = ".dvp-job.json"
+SMALL_FILE = 16 << 20
+"""Input files up to this size are fingerprinted by content, larger ones by size and modification time."""
 
 
 def _describe(value: Any) -> Any:
     if isinstance(value, Path):
         if value.is_file():
             st = value.stat()
+            if st.st_size <= SMALL_FILE:  # small files by content: rewriting the same bytes changes nothing
+                return {"path": str(value), "sha256": hashlib.sha256(value.read_bytes()).hexdigest()}
             return {"path": str(value), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         if value.is_dir():
             files = sorted(p for p in value.rglob("*") if p.is_file() and not p.name.startswith("."))
@@ -41,7 +45,7 @@ def _describe(value: Any) -> Any:
 
 
 def fingerprint(inputs: Mapping[str, Any]) -> str:
-    """A hash of settings and input files (``Path`` values are described by size and mtime)."""
+    """A hash of settings and input files (``Path`` values: small files by content, large by size and mtime)."""
     text = json.dumps(_describe(inputs), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -63,6 +63,14 @@ def _wanted_frames(track: FaceTrack, frames: FrameSet | str | Iterable[int] | No
     return wanted
 
 
+def eyeball_follows_face(track: FaceTrack) -> bool:
+    """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
+    the pupils where the tracker did."""
+    tracker = track.metadata.get("tracker", {})
+    settings = tracker.get("settings", {}) if isinstance(tracker, dict) else {}
+    return bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
+
+
 def render_conditioning_sequence(
     track_path: str | os.PathLike[str],
     out_pattern: str | os.PathLike[str],
@@ -119,8 +127,7 @@ def render_conditioning_sequence(
     out_w, out_h = size_tuple(size) if size is not None else camera.size
     renderer = ConditioningRenderer(model if model is not None else load_default_model(), device=device)
     params = track.params()
-    settings = track.metadata.get("tracker", {}).get("settings", {})
-    follows = bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
+    follows = eyeball_follows_face(track)
     summary = RenderSummary(size=(out_w, out_h))
     for start in range(0, len(wanted), batch):
         chunk = wanted[start : start + batch]
