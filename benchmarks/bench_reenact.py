@@ -59,7 +59,9 @@ def main() -> int:
         "seconds_per_step": {k: v["seconds"] for k, v in state.items()},
         "seconds_training_data": {k: v["seconds"] for k, v in cache_state.items()},
     }
-    log = [json.loads(line) for line in (out / "model" / "log.jsonl").read_text().splitlines() if line.strip()]
+    log = [
+        json.loads(line) for line in (out / "model" / "log.jsonl").read_text().splitlines() if line.strip()
+    ]
     ms = [r["ms_per_iter"] for r in log if "ms_per_iter" in r]
     if ms:
         result["train_ms_per_iter"] = round(sum(ms) / len(ms), 1)
