@@ -6,12 +6,16 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 
-# CI runs property tests with a fixed seed sequence (reproducible); locally they explore new examples each run.
-settings.register_profile("ci", derandomize=True, deadline=None)
-settings.register_profile("dev", deadline=None)
-settings.load_profile("ci" if os.environ.get("CI") else "dev")
+try:  # the Blender test environment (bpy, numpy<2) has no hypothesis
+    from hypothesis import settings
+except ImportError:  # pragma: no cover
+    pass
+else:
+    # CI runs property tests with a fixed seed sequence (reproducible); locally they explore new examples.
+    settings.register_profile("ci", derandomize=True, deadline=None)
+    settings.register_profile("dev", deadline=None)
+    settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
