@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--iters", type=int, default=300)
+    p.add_argument("--iters", type=int, default=900)
     p.add_argument("--size", type=int, default=128)
     p.add_argument("--ngf", type=int, default=32)
     p.add_argument("--keep", type=Path, help="job folder to keep (default: a temporary one)")
