@@ -23,6 +23,7 @@ if TYPE_CHECKING:  # type checkers see the source tree's copy
         Key,
         SchemaError,
         apply_curves,
+        cli_protocol,
         curves,
         layout,
         rotation,
@@ -49,6 +50,7 @@ else:
     layout = _core.layout
     rotation = import_module(_core.__name__ + ".rotation")
     curves = import_module(_core.__name__ + ".curves")
+    cli_protocol = import_module(_core.__name__ + ".cli_protocol")
 
 core: ModuleType = _core
 #: True when the zip's own copy (``<add-on>.dvp_core``) is in use.
@@ -63,6 +65,7 @@ __all__ = [
     "Key",
     "SchemaError",
     "apply_curves",
+    "cli_protocol",
     "core",
     "curves",
     "from_vendored",

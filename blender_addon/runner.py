@@ -15,79 +15,36 @@ from __future__ import annotations
 import os
 import queue
 import re
-import shutil
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ENV_VAR = "DVP_EXECUTABLE"
+from .core import cli_protocol as _protocol
 
-_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?\s*$")
-_ERROR = re.compile(r"^dvp: error: (.*)$")
-_FRAME_IN_ERROR = re.compile(r"(?:^|: )frame (-?\d+): ")
+ENV_VAR = _protocol.ENV_VAR
+DvpNotFound = _protocol.DvpNotFound
+ErrorLine = _protocol.ErrorLine
+Progress = _protocol.Progress
+parse_line = _protocol.parse_line
+
+__all__ = ["ENV_VAR", "DvpNotFound", "ErrorLine", "Progress", "RunResult", "find_dvp", "parse_line"]
 
 
-class DvpNotFound(RuntimeError):
-    """The ``dvp`` executable could not be found (message says where it was looked for)."""
-
-
-def find_dvp(setting: str = "", environ: dict[str, str] | None = None) -> str:
-    """Resolve the ``dvp`` executable: the add-on setting, then ``$DVP_EXECUTABLE``, then ``PATH``.
+def find_dvp(setting: str = "", environ: Mapping[str, str] | None = None) -> str:
+    """The ``dvp`` executable: the DVP add-on setting, then ``$DVP_EXECUTABLE``, then ``PATH``.
 
     Raises:
-        DvpNotFound: naming every place looked at.
+        DvpNotFound: naming every place looked at and how to set the path.
     """
-    env = os.environ if environ is None else environ
-    tried: list[str] = []
-    for label, value in (("the DVP add-on setting", setting), (f"${ENV_VAR}", env.get(ENV_VAR, ""))):
-        if value:
-            path = Path(os.path.expanduser(value))
-            if path.is_file() and os.access(path, os.X_OK):
-                return str(path)
-            tried.append(f"{label} ({value}: not an executable file)")
-        else:
-            tried.append(f"{label} (not set)")
-    found = shutil.which("dvp", path=env.get("PATH"))
-    if found:
-        return found
-    tried.append("PATH (no 'dvp' found)")
-    raise DvpNotFound(
-        "dvp executable not found; looked at " + ", ".join(tried) + ". Set the path in the DVP panel "
-        "(3D View sidebar > DVP) or in Preferences > Add-ons > DVP, or set $" + ENV_VAR + "."
+    return _protocol.find_dvp(
+        setting,
+        environ,
+        setting_label="the DVP add-on setting",
+        how_to_set="Set the path in the DVP panel (3D View sidebar > DVP) or in Preferences > Add-ons > DVP.",
     )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` steps finished, the last at ``frame``."""
-
-    done: int
-    total: int
-    frame: int | None
-
-
-@dataclass(frozen=True)
-class ErrorLine:
-    """A ``dvp: error:`` line; ``frame`` parsed from it where present."""
-
-    message: str
-    frame: int | None
-
-
-def parse_line(line: str) -> Progress | ErrorLine | None:
-    """Parse one stderr line of ``dvp``: a :class:`Progress`, an :class:`ErrorLine` or ``None``."""
-    line = line.rstrip("\r\n")
-    m = _PROGRESS.match(line)
-    if m:
-        return Progress(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
-    m = _ERROR.match(line)
-    if m:
-        f = _FRAME_IN_ERROR.search(m.group(1))
-        return ErrorLine(m.group(1), None if f is None else int(f.group(1)))
-    return None
 
 
 @dataclass

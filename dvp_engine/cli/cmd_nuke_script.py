@@ -36,7 +36,8 @@ def _batch() -> ModuleType:
         sys.path.insert(0, str(plugin))
     import dvp_nuke.batch
 
-    return dvp_nuke.batch
+    batch: ModuleType = dvp_nuke.batch
+    return batch
 
 
 def configure(p: argparse.ArgumentParser) -> None:

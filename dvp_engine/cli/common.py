@@ -8,7 +8,8 @@ host such as Nuke or Blender runs ``dvp``) each step prints one machine-readable
 
     dvp: progress <done>/<total> frame <N>
 
-Errors print ``dvp: error: <path>: frame <N>: <message>`` (path and frame where known).
+Errors print ``dvp: error: <path>: frame <N>: <message>`` (path and frame where known). The line formats
+live in :mod:`dvp_engine.core.cli_protocol`, which the Nuke and Blender adapters parse with.
 """
 
 from __future__ import annotations
@@ -19,13 +20,13 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from dvp_engine.core.cli_protocol import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, format_error, format_progress
 from dvp_engine.core.errors import DvpError
+
+__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
 
 log = logging.getLogger("dvp")
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 T = TypeVar("T")
@@ -94,8 +95,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(n)
         elif self.mode == "lines":
-            where = f" frame {frame}" if frame is not None else ""
-            print(f"dvp: progress {self.done}/{self.total}{where}", file=sys.stderr, flush=True)
+            print(format_progress(self.done, self.total, frame), file=sys.stderr, flush=True)
 
     def note(self, **values: float | str) -> None:
         """Show values (e.g. losses) beside the bar; printed as a line in ``lines`` mode."""
@@ -127,7 +127,7 @@ def track_progress(items: Iterable[T], total: int, desc: str, mode: str) -> Iter
 
 def report_error(exc: BaseException) -> None:
     """Print an error the documented way."""
-    print(f"dvp: error: {exc}", file=sys.stderr, flush=True)
+    print(format_error(str(exc)), file=sys.stderr, flush=True)
 
 
 class StageProgress:

@@ -13,80 +13,29 @@ from __future__ import annotations
 
 import os
 import queue
-import re
-import shutil
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-ENV_VAR = "DVP_EXECUTABLE"
+from dvp_engine.core import cli_protocol as _protocol
+from dvp_engine.core.cli_protocol import ENV_VAR, DvpNotFound, ErrorLine, Progress, parse_line
 
-_PROGRESS = re.compile(r"^dvp: progress (\d+)/(\d+)(?: frame (-?\d+))?(?:\s.*)?$")  # later fields ignored
-_ERROR = re.compile(r"^dvp: error: (.*)$")
-_FRAME_IN_ERROR = re.compile(r"(?:^|: )frame (-?\d+)(?::|$)")
-
-
-class DvpNotFound(RuntimeError):
-    """The ``dvp`` executable could not be found; the message says where it looked and how to set it."""
+__all__ = ["ENV_VAR", "DvpNotFound", "ErrorLine", "Progress", "RunResult", "find_dvp", "parse_line"]
 
 
 def find_dvp(setting: str = "", environ: Mapping[str, str] | None = None) -> str:
-    """The ``dvp`` executable: the node's ``dvp`` knob, then ``$DVP_EXECUTABLE``, then ``PATH``.
+    """The ``dvp`` executable: the node's 'dvp' knob, then ``$DVP_EXECUTABLE``, then ``PATH``.
 
     Raises:
         DvpNotFound: naming every place looked at and how to set the path.
     """
-    env = os.environ if environ is None else environ
-    tried: list[str] = []
-    for label, value in (("the node's 'dvp' knob", setting), (f"${ENV_VAR}", env.get(ENV_VAR, ""))):
-        if value:
-            path = Path(os.path.expanduser(value))
-            if path.is_file() and os.access(path, os.X_OK):
-                return str(path)
-            tried.append(f"{label} ({value}: not an executable file)")
-        else:
-            tried.append(f"{label} (empty)")
-    found = shutil.which("dvp", path=env.get("PATH"))
-    if found:
-        return found
-    tried.append("PATH (no 'dvp')")
-    raise DvpNotFound(
-        "the dvp executable was not found; looked at " + ", ".join(tried) + ". Set the path of dvp "
-        "(e.g. /path/to/dvp/.venv/bin/dvp) in the DVPortrait node's 'dvp' knob (DVPortrait tab), or set "
-        f"the environment variable {ENV_VAR} before starting Nuke, or add its folder to PATH."
+    return _protocol.find_dvp(
+        setting,
+        environ,
+        setting_label="the node's 'dvp' knob",
+        how_to_set="Set the path of dvp in the DVPortrait node's 'dvp' knob (DVPortrait tab), or before starting Nuke:",
     )
-
-
-@dataclass(frozen=True)
-class Progress:
-    """``done`` of ``total`` steps finished, the last at ``frame``."""
-
-    done: int
-    total: int
-    frame: int | None
-
-
-@dataclass(frozen=True)
-class ErrorLine:
-    """A ``dvp: error:`` line; ``frame`` parsed from it where present."""
-
-    message: str
-    frame: int | None
-
-
-def parse_line(line: str) -> Progress | ErrorLine | None:
-    """Parse one stderr line of ``dvp``: a :class:`Progress`, an :class:`ErrorLine` or ``None`` (other text)."""
-    line = line.rstrip("\r\n")
-    m = _PROGRESS.match(line)
-    if m:
-        return Progress(int(m.group(1)), int(m.group(2)), None if m.group(3) is None else int(m.group(3)))
-    m = _ERROR.match(line)
-    if m:
-        f = _FRAME_IN_ERROR.search(m.group(1))
-        return ErrorLine(m.group(1), None if f is None else int(f.group(1)))
-    return None
 
 
 @dataclass

@@ -74,3 +74,15 @@ def test_gaze_direction_convention() -> None:
     # positive yaw looks toward +x (image right), positive pitch toward +y (down)
     assert layout.gaze_direction(30, 0)[0] > 0.4
     assert layout.gaze_direction(0, 20)[1] > 0.3
+
+
+def test_cli_protocol_lines_round_trip() -> None:
+    from dvp_engine.core.cli_protocol import ErrorLine, Progress, format_error, format_progress, parse_line
+
+    assert parse_line(format_progress(3, 100, 1003) + "\n") == Progress(3, 100, 1003)
+    assert parse_line(format_progress(3, 100)) == Progress(3, 100, None)
+    assert parse_line(format_error("out/f.0037.exr: frame 37: disk full")) == ErrorLine(
+        "out/f.0037.exr: frame 37: disk full", 37
+    )
+    assert parse_line(format_error("model/: not a dvp model folder")).frame is None  # type: ignore[union-attr]
+    assert parse_line("dvp: wrote 5 frames") is None

@@ -199,7 +199,7 @@ def test_missing_dvp_says_how_to_set_it(
     nuke._state.this_node = n
     dnode.on_button("render")
     (msg,) = nuke._state.messages
-    assert "dvp executable was not found" in msg
+    assert "dvp executable not found" in msg
     assert "'dvp' knob" in msg and "DVP_EXECUTABLE" in msg and "PATH" in msg
     monkeypatch.setenv("DVP_EXECUTABLE", str(tmp_path / "nope" / "dvp"))
     dnode.on_button("render")
