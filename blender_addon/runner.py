@@ -19,7 +19,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .core import cli_protocol as _protocol
@@ -48,27 +48,8 @@ def find_dvp(setting: str = "", environ: Mapping[str, str] | None = None) -> str
 
 
 @dataclass
-class RunResult:
-    """Outcome of a ``dvp`` run."""
-
-    returncode: int | None
-    cancelled: bool = False
-    last_progress: Progress | None = None
-    errors: list[ErrorLine] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when ``dvp`` exited 0 and was not cancelled."""
-        return self.returncode == 0 and not self.cancelled
-
-    @property
-    def failed_frame(self) -> int | None:
-        """The frame named by the last error line, if any."""
-        for err in reversed(self.errors):
-            if err.frame is not None:
-                return err.frame
-        return None
+class RunResult(_protocol.RunOutcome):
+    """Outcome of a ``dvp`` run (see :class:`dvp_engine.core.cli_protocol.RunOutcome`)."""
 
     def message(self) -> str:
         """A one-line summary for the user."""
@@ -125,12 +106,7 @@ class DvpProcess:
             if line is None:
                 self._eof = True
                 break
-            self.result.log.append(line.rstrip("\n"))
-            ev = parse_line(line)
-            if isinstance(ev, Progress):
-                self.result.last_progress = ev
-            elif isinstance(ev, ErrorLine):
-                self.result.errors.append(ev)
+            ev = self.result.observe(line)
             if ev is not None:
                 events.append(ev)
         if self._eof and self.result.returncode is None:

@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ENV_VAR = "DVP_EXECUTABLE"
@@ -69,6 +69,43 @@ def parse_line(line: str) -> Progress | ErrorLine | None:
         f = _FRAME_IN_ERROR.search(m.group(1))
         return ErrorLine(m.group(1), None if f is None else int(f.group(1)))
     return None
+
+
+@dataclass
+class RunOutcome:
+    """What a host saw of one ``dvp`` run: exit code, cancellation, the last progress, errors and the log.
+
+    Hosts feed every stderr line to :meth:`observe` and subclass it for their own messages.
+    """
+
+    returncode: int | None = None
+    cancelled: bool = False
+    last_progress: Progress | None = None
+    errors: list[ErrorLine] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)
+
+    def observe(self, line: str) -> Progress | ErrorLine | None:
+        """Record one stderr line (kept in :attr:`log`); returns its parsed event, if any."""
+        self.log.append(line.rstrip("\r\n"))
+        ev = parse_line(line)
+        if isinstance(ev, Progress):
+            self.last_progress = ev
+        elif isinstance(ev, ErrorLine):
+            self.errors.append(ev)
+        return ev
+
+    @property
+    def ok(self) -> bool:
+        """True when ``dvp`` exited 0 and was not cancelled."""
+        return self.returncode == EXIT_OK and not self.cancelled
+
+    @property
+    def failed_frame(self) -> int | None:
+        """The frame named by the last error line, if any."""
+        for err in reversed(self.errors):
+            if err.frame is not None:
+                return err.frame
+        return None
 
 
 class DvpNotFound(RuntimeError):

@@ -39,28 +39,10 @@ def find_dvp(setting: str = "", environ: Mapping[str, str] | None = None) -> str
 
 
 @dataclass
-class RunResult:
-    """Outcome of one ``dvp`` run."""
+class RunResult(_protocol.RunOutcome):
+    """Outcome of one ``dvp`` run (see :class:`dvp_engine.core.cli_protocol.RunOutcome`)."""
 
-    command: list[str]
-    returncode: int | None = None
-    cancelled: bool = False
-    last_progress: Progress | None = None
-    errors: list[ErrorLine] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """True when ``dvp`` exited 0 and was not cancelled."""
-        return self.returncode == 0 and not self.cancelled
-
-    @property
-    def failed_frame(self) -> int | None:
-        """The frame named by the last error line, if any."""
-        for err in reversed(self.errors):
-            if err.frame is not None:
-                return err.frame
-        return None
+    command: list[str] = field(default_factory=list)
 
     def summary(self, what: str = "dvp") -> str:
         """One user-facing sentence: finished, cancelled, or failed at frame N with the engine's message."""
@@ -119,14 +101,9 @@ def run_dvp(
         if raw is None:
             break
         if raw:
-            result.log.append(raw.rstrip("\n"))
-            ev = parse_line(raw)
-            if isinstance(ev, Progress):
-                result.last_progress = ev
-                if on_progress is not None:
-                    on_progress(ev)
-            elif isinstance(ev, ErrorLine):
-                result.errors.append(ev)
+            ev = result.observe(raw)
+            if isinstance(ev, Progress) and on_progress is not None:
+                on_progress(ev)
         if should_cancel is not None and not result.cancelled and should_cancel():
             result.cancelled = True
             proc.terminate()
