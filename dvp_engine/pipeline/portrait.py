@@ -13,6 +13,7 @@ lazily (memory-mapped) to stack the 11-frame windows on the fly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -256,8 +257,9 @@ def prepare_data(
     mask_path = cache / f"mask_{s}.npy"
     key = {
         "frames": track.frames.tolist(),
-        "params": float(np.abs(track.params()).sum()),
-        "identity": track.identity.tolist(),
+        # every value the renders depend on, exactly (a sum could miss a sign flip; albedo was missing)
+        "params": hashlib.sha256(track.params().tobytes()).hexdigest(),
+        "identity": hashlib.sha256(track.identity.tobytes() + track.reflectance.tobytes()).hexdigest(),
         "framing": asdict(framing),
     }
     frames = [int(f) for f in track.frames]

@@ -53,3 +53,38 @@ def test_model_info_round_trip_and_errors(tmp_path: Path) -> None:
     (tmp_path / "dvp_model.json").write_text('{"schema": "Other"}')
     with pytest.raises(InputError, match="unknown model schema"):
         ModelInfo.load(tmp_path)
+
+
+def test_conditioning_cache_notices_a_mirrored_pose_and_new_albedo(tmp_path: Path) -> None:
+    from dvp_engine.core import FaceTrack, layout
+    from dvp_engine.pipeline.portrait import prepare_data
+
+    p = np.zeros((3, layout.FRAME_SIZE))
+    p[:, layout.FRAME_LAYOUT["translation"].start + 2] = 0.6
+    p[:, 1] = 0.2  # head.ry
+    p[:, layout.FRAME_LAYOUT["sh"].start] = 3.5
+    t = FaceTrack.from_params([1, 2, 3], p, rate=25, width=64, height=64, intrinsics=(120, 120, 31.5, 31.5))
+    framing = Framing.centred(64, 64, 32)
+    calls: list[str] = []
+    import dvp_engine.pipeline.portrait as portrait
+
+    real = portrait.conditioning_frames
+
+    def counting(*a: object, **k: object) -> object:
+        calls.append("render")
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    src = Path(__file__).resolve().parents[2] / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
+    portrait.conditioning_frames = counting  # type: ignore[assignment]
+    try:
+        prepare_data(t, src, framing, tmp_path)
+        prepare_data(t, src, framing, tmp_path)
+        assert calls == ["render"]  # unchanged inputs: cached
+        p2 = p.copy()
+        p2[:, 1] = -0.2  # mirrored head turn: same absolute values
+        prepare_data(t.with_params(p2), src, framing, tmp_path)
+        refl = t.replace(reflectance=np.full(80, 0.5, np.float32))
+        prepare_data(refl, src, framing, tmp_path)
+        assert calls == ["render"] * 3
+    finally:
+        portrait.conditioning_frames = real
