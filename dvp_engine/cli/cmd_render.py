@@ -35,9 +35,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="frames per forward pass (halved on GPU OOM)")
     p.add_argument(
         "--output-size",
-        choices=("plate", "network"),
+        choices=("plate", "crop", "network"),
         default="plate",
-        help="write at the plate's resolution (default) or the network's",
+        help="plate (default): the face crop at the plate's resolution, placed in the plate (EXR data window; "
+        "other formats padded to the plate size); crop: the crop alone; network: the network's S x S image",
     )
     p.add_argument("--feather", type=float, default=4.0, help="matte feather in pixels at 256 (default 4)")
     group = p.add_mutually_exclusive_group()

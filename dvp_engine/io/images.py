@@ -21,6 +21,11 @@ written value                   stored as (OIIO TypeDesc)             read back 
 
 Values are converted to Python ``float``/``int`` before they reach OIIO (OIIO silently drops numpy float32
 attribute lists in some paths). PNG/JPEG/TIFF/DPX keep only the metadata their formats allow.
+
+Data and display windows: an EXR may store only part of its frame (the data window, e.g. a bounding box from
+Nuke) or more than it (overscan). :func:`read_image` returns the display window by default, so pixel
+coordinates are always plate coordinates; :func:`write_image` can write a crop as a data window placed in a
+larger display window (``data_window=``), which is how rendered face crops land in the plate in Nuke.
 """
 
 from __future__ import annotations
@@ -151,18 +156,29 @@ def _open_input(path: Path) -> Any:
     return inp
 
 
-def read_image(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
+def read_image(
+    path: str | os.PathLike[str], *, window: Literal["display", "data"] = "display"
+) -> tuple[npt.NDArray[np.float32], dict[str, Any]]:
     """Read the first subimage of an image file.
+
+    Args:
+        path: the image file.
+        window: ``"display"`` (default) returns the file's display window (the frame a compositor sees:
+            pixels outside the stored data window are 0, overscan beyond the display window is cut off), so
+            pixel coordinates are plate coordinates; ``"data"`` returns the stored data window as it is.
 
     Returns:
         ``(pixels, metadata)``: pixels ``(H, W, C)`` float32 in the file's own colour space (integer files
         normalised to [0, 1], float files as stored); metadata maps attribute names to values as in the
-        module table, plus ``"oiio:channelnames"`` (tuple of str) and ``"oiio:format"`` (the file's pixel
-        type, e.g. ``"half"``).
+        module table, plus ``"oiio:channelnames"`` (tuple of str), ``"oiio:format"`` (the file's pixel
+        type, e.g. ``"half"``) and, when the data window differs from the display window,
+        ``"dvp:data_window"`` = ``(x, y, width, height)`` relative to the display window's origin.
 
     Raises:
         InputError: the file is missing, is not an image, or cannot be decoded (the path is named).
     """
+    if window not in ("display", "data"):
+        raise ValueError(f"window must be 'display' or 'data', got {window!r}")
     p = Path(path)
     inp = _open_input(p)
     try:
@@ -178,7 +194,28 @@ def read_image(path: str | os.PathLike[str]) -> tuple[npt.NDArray[np.float32], d
     arr = np.asarray(pixels, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[:, :, None]
-    return np.ascontiguousarray(arr.reshape(spec.height, spec.width, spec.nchannels)), meta
+    data = np.ascontiguousarray(arr.reshape(spec.height, spec.width, spec.nchannels))
+    dx, dy = spec.x - spec.full_x, spec.y - spec.full_y
+    fw, fh = spec.full_width or spec.width, spec.full_height or spec.height
+    if (dx, dy, spec.width, spec.height) == (0, 0, fw, fh):
+        return data, meta
+    meta["dvp:data_window"] = (dx, dy, spec.width, spec.height)
+    if window == "data":
+        return data, meta
+    return paste(data, dx, dy, fw, fh), meta
+
+
+def paste(data: npt.NDArray[Any], x: int, y: int, width: int, height: int) -> npt.NDArray[np.float32]:
+    """Place an ``(h, w, C)`` data window at ``(x, y)`` in a zero ``(height, width, C)`` frame.
+
+    The part of the data window outside the frame is cut off (overscan); ``(x, y)`` may be negative.
+    """
+    out = np.zeros((height, width, data.shape[2]), np.float32)
+    h, w = data.shape[:2]
+    x0, y0, x1, y1 = max(x, 0), max(y, 0), min(x + w, width), min(y + h, height)
+    if x1 > x0 and y1 > y0:
+        out[y0:y1, x0:x1] = data[y0 - y : y1 - y, x0 - x : x1 - x]
+    return out
 
 
 def image_info(path: str | os.PathLike[str]) -> str:
@@ -195,6 +232,15 @@ def image_info(path: str | os.PathLike[str]) -> str:
         f"image {p} ({fmt})",
         f"  size: {spec.width}x{spec.height}, channels: {','.join(spec.channelnames)}, pixels: {spec.format}",
     ]
+    data_win, display_win = (
+        (spec.x, spec.y, spec.width, spec.height),
+        (spec.full_x, spec.full_y, spec.full_width, spec.full_height),
+    )
+    if data_win != display_win:
+        lines.append(
+            f"  data window: {spec.width}x{spec.height} at ({spec.x}, {spec.y}) in a display window of "
+            f"{spec.full_width}x{spec.full_height} at ({spec.full_x}, {spec.full_y})"
+        )
     for key in sorted(meta):
         text = (
             repr(meta[key]) if not isinstance(meta[key], np.ndarray) else np.array2string(meta[key].ravel())
@@ -219,6 +265,7 @@ def write_image(
     dtype: PixelType | None = None,
     compression: str | None = None,
     channel_names: Iterable[str] | None = None,
+    data_window: tuple[int, int, int, int] | None = None,
 ) -> Path:
     """Write one image atomically (temporary file beside ``path``, then rename).
 
@@ -232,6 +279,9 @@ def write_image(
         compression: e.g. ``"zip"`` (EXR default), ``"piz"``, ``"dwaa:45"`` for EXR; ``"lzw"``/``"zip"``
             for TIFF; a JPEG quality as ``"jpeg:95"``.
         channel_names: default ``R,G,B`` (+``A``), ``Y`` for one channel.
+        data_window: EXR only: ``(x, y, display_width, display_height)``: the pixels are a data window
+            whose top-left corner sits at ``(x, y)`` in a display window of that size (origin 0, 0), so a
+            compositing application places a crop where it belongs in the plate.
 
     Returns:
         The destination path.
@@ -259,6 +309,14 @@ def write_image(
         data = np.ascontiguousarray(arr, dtype=np.float32)
     h, w, c = data.shape
     spec = oiio.ImageSpec(w, h, c, _OIIO_FORMATS[pixel_type])
+    if data_window is not None:
+        if fmt != "openexr":
+            raise ValueError(f"{dest}: a data window needs an EXR file, not {fmt}")
+        x, y, full_w, full_h = (int(v) for v in data_window)
+        if full_w < 1 or full_h < 1:
+            raise ValueError(f"{dest}: display window must be at least 1x1, got {full_w}x{full_h}")
+        spec.x, spec.y = x, y
+        spec.full_x, spec.full_y, spec.full_width, spec.full_height = 0, 0, full_w, full_h
     names = list(channel_names) if channel_names is not None else _default_channel_names(c)
     if len(names) != c:
         raise ValueError(f"{dest}: {len(names)} channel names for {c} channels")

@@ -20,7 +20,7 @@ from dvp_engine.core.errors import DvpError
 from dvp_engine.core.frames import FrameSet
 from dvp_engine.core.sequence import ImageSequence
 
-from .images import write_image
+from .images import paste, write_image
 
 FLOAT_SUFFIXES = {".exr"}
 MATTE_CHANNEL = "matte.A"
@@ -58,6 +58,7 @@ def write_frame(
     colourspace: str = "ACEScg",
     compression: str = "zip",
     dtype: str | None = None,
+    placement: tuple[int, int, int, int] | None = None,
 ) -> Path:
     """Write one frame.
 
@@ -71,6 +72,10 @@ def write_frame(
         colourspace: the EXR's colour space (an OCIO name; ``ACEScg`` by default).
         compression: EXR compression.
         dtype: pixel type (default half for EXR, 8 bit for PNG/JPEG).
+        placement: ``(x, y, plate_width, plate_height)``: ``rgb`` is a crop whose top-left corner sits at
+            ``(x, y)`` in a plate of that size. EXR stores it as a data window in the plate's display
+            window (small files; Nuke and OIIO place it); other formats get the whole plate-sized frame,
+            zero (and matte 0) outside the crop.
     """
     dest = Path(path)
     pixels = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
@@ -96,4 +101,9 @@ def write_frame(
         kwargs["dtype"] = dtype
     if dest.suffix.lower() == ".exr":
         kwargs["compression"] = compression
+        if placement is not None:
+            kwargs["data_window"] = placement
+    elif placement is not None:
+        x, y, width, height = placement
+        pixels = paste(pixels, x, y, width, height)
     return write_image(dest, pixels, **kwargs)

@@ -4,7 +4,9 @@ Framing: the network sees a square crop of the plate (the largest centred square
 network size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled
 to S, so renders and video frames line up pixel for pixel. The crop is stored with the model
 (``model/dvp_model.json``) and reused at render time; rendered frames are written at the crop's resolution
-in the plate's pixels (``--output-size network`` writes them at S).
+in the plate's pixels and placed in the plate: an EXR's data window is the crop inside a display window of the
+plate's size, so it lands where it belongs when merged over the plate (``--output-size crop`` writes the crop
+alone, ``--output-size network`` the S x S network image).
 
 Caches: per-frame conditioning images and video frames are stored as uint8 ``.npy`` arrays ``(T, 9, S, S)``
 and ``(T, 3, S, S)`` (display-referred sRGB, 0..255), which :class:`dvp_engine.network.PairDataset` reads
@@ -410,6 +412,10 @@ class RenderResult:
     events: list[str]
 
 
+OUTPUT_SIZES = ("plate", "crop", "network")
+"""Choices of ``render_portrait(output_size=...)`` / ``dvp render --output-size``."""
+
+
 def render_portrait(
     model_dir: Path,
     track: FaceTrack,
@@ -437,7 +443,9 @@ def render_portrait(
         track: the parameters to render (target identity).
         out_pattern: ``out/frame.####.exr`` (PNG/TIFF/... also work, sRGB).
         frames: frame numbers to write (default: every track frame).
-        output_size: ``plate`` (the crop at the plate's resolution) or ``network`` (S x S).
+        output_size: ``plate`` (default: the crop at the plate's resolution, placed in the plate: an EXR data
+            window in a display window of the track's image size; other formats are padded to the plate),
+            ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
     """
     import torch
@@ -449,6 +457,8 @@ def render_portrait(
     from dvp_engine.network.checkpoint import checkpoint_hash
     from dvp_engine.network.data import stack_window
 
+    if output_size not in OUTPUT_SIZES:
+        raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
     info = ModelInfo.load(model_dir)
     framing = info.framing
     side_ok = framing.x0 + framing.side <= track.width and framing.y0 + framing.side <= track.height
@@ -478,7 +488,12 @@ def render_portrait(
     pos = {int(track.frames[i]): k for k, i in enumerate(rows)}
     renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
     digest = checkpoint_hash(model_dir)
-    out_side = framing.side if output_size == "plate" else framing.size
+    out_side = framing.size if output_size == "network" else framing.side
+    placement = (
+        (framing.x0, framing.y0, track.width, track.height)
+        if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
+        else None
+    )
     mattes = matte_from_mask(mask, feather * framing.size / 256.0)
 
     def volume(f: int) -> torch.Tensor:
@@ -516,6 +531,7 @@ def render_portrait(
                     rgb[j].permute(1, 2, 0).numpy(),
                     matte=alpha[j, 0].numpy(),
                     metadata=meta,
+                    placement=placement,
                 )
             except DvpError as exc:
                 raise DvpError(

@@ -274,7 +274,7 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     gaze = cond[:, 6:9].astype(np.float32) / 255.0
     results = []
     for f in frames:
-        px, _ = read_image(seq.path(f))
+        px, _ = read_image(seq.path(f), window="data")  # the crop, not the plate it is placed in
         results.append(np.clip(acescg_to_srgb_display(px[..., :3]), 0, 1))
     res = resize_images(np.stack(results), size)
     # the source frame shown at each output frame: the time mapping of the transfer

@@ -97,8 +97,8 @@ def make_knob(spec: KnobSpec) -> Any:
 def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Node]]:
     """A Group node with the user knobs of ``specs`` and its inside graph.
 
-    Inside: ``plate`` (Input) and ``result`` (Read of the render) -> ``place`` (Transform: puts the square
-    render crop on the plate) -> ``matte_to_alpha`` (Copy ``matte.alpha`` to alpha) -> ``premult`` -> ``over``
+    Inside: ``plate`` (Input) and ``result`` (Read of the render) -> ``place`` (Transform, left at identity: the
+    render's EXR data window already puts the crop on the plate; a handle to nudge it) -> ``matte_to_alpha`` (Copy ``matte.alpha`` to alpha) -> ``premult`` -> ``over``
     (Merge2 over the plate) -> ``view_switch`` (Switch: result alone or
     over the plate, driven by the ``view`` knob) -> Output. Returns the group and its inner nodes by name.
     """

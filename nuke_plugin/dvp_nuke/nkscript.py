@@ -108,16 +108,6 @@ def _animation(
     return items[0] if len(items) == 1 else "{" + " ".join(items) + "}"
 
 
-def _crop_translate(track: FaceTrack | None, framing: tuple[int, int, int] | None) -> tuple[int, int]:
-    if track is None:
-        return 0, 0
-    if framing is None:
-        side = min(track.width, track.height)
-        framing = ((track.width - side) // 2, (track.height - side) // 2, side)
-    x0, y0, side = framing
-    return x0, track.height - y0 - side
-
-
 def nk_snippet(
     track: FaceTrack | None = None,
     *,
@@ -129,7 +119,6 @@ def nk_snippet(
     curves_file: str = "",
     plate: str = "",
     controls: Sequence[str] | None = None,
-    framing: tuple[int, int, int] | None = None,
     standalone: bool = False,
     nuke_version: str = "13.0 v1",
 ) -> str:
@@ -141,7 +130,6 @@ def nk_snippet(
         frame_range: the ``frame range`` knob (default: the track's frames).
         plate: a footage path: adds a Read node feeding the group's ``plate`` input.
         controls: named controls to show (default: the track's, else the default face model's).
-        framing: ``(x0, y0, side)`` of the model's square crop in plate pixels (default: centred square).
         standalone: a whole script (``Root`` with frame range, fps and format) instead of a paste snippet.
     """
     values = anim.track_values(track) if track is not None else {}
@@ -196,7 +184,6 @@ def nk_snippet(
             if text is not None:
                 lines.append(f" {spec.name} {text}")
     lines.append("}")
-    tx, ty = _crop_translate(track, framing)
     read = [" Read {", "  inputs 0"]
     if output:
         read.append(f"  file {tcl_quote(output)}")
@@ -206,7 +193,8 @@ def nk_snippet(
         read += [f"  first {first}", f"  last {last}", f"  origfirst {first}", f"  origlast {last}"]
     read += ["  on_error black", "  name result", " }"]
     lines += read
-    lines += [" Transform {", f"  translate {{{tx} {ty}}}", "  name place", " }", "set Nplace [stack 0]"]
+    # identity: the EXR's data window already puts the crop on the plate; the Transform is a nudge handle
+    lines += [" Transform {", "  name place", " }", "set Nplace [stack 0]"]
     lines += ["push $Nplace", " Copy {", "  inputs 2", f"  from0 {mapping.MATTE_CHANNEL}", "  to0 rgba.alpha"]
     lines += ["  name matte_to_alpha", " }", " Premult {", "  name premult", " }"]
     # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult; Switch 0 = place, 1 = over

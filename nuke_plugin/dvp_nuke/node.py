@@ -8,7 +8,6 @@ terminal mode (``nuke -t``) the same functions run synchronously, print to stder
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -103,7 +102,6 @@ def import_track(node: Node, track: FaceTrack | None = None) -> anim.ImportRepor
     report = anim.import_track(node, track, host.animation_keys, _add_control)
     if not _str(node, "frame_range") and track.n_frames:
         _set(node, "frame_range", str(FrameSet.from_frames(int(f) for f in track.frames)))
-    _place_result(node, track)
     _status(
         node,
         f"track: {track.n_frames} frames {int(track.frames[0])}-{int(track.frames[-1])}"
@@ -113,24 +111,6 @@ def import_track(node: Node, track: FaceTrack | None = None) -> anim.ImportRepor
     if report.mismatch or report.added:
         _tell(report.message(path or "track"))
     return report
-
-
-def _place_result(node: Node, track: FaceTrack) -> None:
-    """Put the render's square crop where it belongs on the plate (Nuke's y axis points up)."""
-    x0, y0, side = (track.width - min(track.width, track.height)) // 2, 0, min(track.width, track.height)
-    y0 = (track.height - side) // 2
-    info = Path(_str(node, "model_dir") or ".") / "dvp_model.json"
-    if _str(node, "model_dir") and info.is_file():
-        try:
-            fr = json.loads(info.read_text("utf-8"))["framing"]
-            x0, y0, side = int(fr["x0"]), int(fr["y0"]), int(fr["side"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    place = node.node("place")
-    knob = place.knob("translate") if place is not None else None
-    if knob is not None:
-        knob.setValue(float(x0), 0)
-        knob.setValue(float(track.height - y0 - side), 1)
 
 
 def default_curves_path(node: Node) -> str:

@@ -170,3 +170,30 @@ def test_sequence_write_read_missing(tmp_path: Path) -> None:
     (tmp_path / "out" / "render.1003.exr").write_bytes(b"broken")
     with pytest.raises(InputError, match=r"render\.1003\.exr: frame 1003: not a readable image"):
         list(read_sequence(pattern, "1001-1003"))
+
+
+def test_exr_data_window_round_trip_and_overscan(tmp_path: Path) -> None:
+    rng = np.random.default_rng(4)
+    crop = rng.random((20, 24, 3), dtype=np.float32)
+    path = write_image(tmp_path / "dw.exr", crop, data_window=(30, 10, 64, 48), dtype="float")
+    full, meta = read_image(path)  # the display window: plate coordinates
+    assert full.shape == (48, 64, 3) and meta["dvp:data_window"] == (30, 10, 24, 20)
+    np.testing.assert_array_equal(full[10:30, 30:54], crop)
+    mask = np.ones((48, 64), bool)
+    mask[10:30, 30:54] = False
+    assert np.all(full[mask] == 0)
+    data, _ = read_image(path, window="data")
+    np.testing.assert_array_equal(data, crop)
+    # overscan: a data window reaching past the display window is cut to it
+    over = write_image(tmp_path / "over.exr", crop, data_window=(-4, 40, 16, 48), dtype="float")
+    cut, meta = read_image(over)
+    assert cut.shape == (48, 16, 3) and meta["dvp:data_window"] == (-4, 40, 24, 20)
+    np.testing.assert_array_equal(cut[40:48, 0:16], crop[0:8, 4:20])
+    # an ordinary file has no data-window key and reads as before
+    plain = write_image(tmp_path / "plain.exr", crop, dtype="float")
+    px, meta = read_image(plain)
+    assert "dvp:data_window" not in meta and px.shape == crop.shape
+    with pytest.raises(ValueError, match="EXR"):
+        write_image(tmp_path / "dw.png", crop, data_window=(0, 0, 64, 48))
+    with pytest.raises(ValueError, match="window"):
+        read_image(path, window="bbox")  # type: ignore[arg-type]

@@ -207,8 +207,8 @@ def test_create_node_from_track_shows_its_controls(nuke: Any, tmp_path: Path, ma
     assert n.knob("face_lip_roll").isAnimated(0) and n.knob("face_smile") is None
     assert nuke._state.messages == []  # the node matches the track: nothing to report
     assert n.knob("status").value().startswith("track: 5 frames 1-5")
-    # the crop of a 640 x 480 plate: the centred 480 square, Nuke's y up
-    assert n.node("place").knob("translate").value(0) == 80.0
+    # the render's EXR data window places the crop on the plate: the inside Transform must not move it again
+    assert n.node("place").knob("translate").value(0) == 0.0
     assert n.node("place").knob("translate").value(1) == 0.0
 
 

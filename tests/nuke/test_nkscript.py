@@ -83,16 +83,16 @@ def test_inside_graph_connections() -> None:
     assert nodes["result"].knobs["file"] == "/out/f.####.exr" and nodes["result"].knobs["last"] == "10"
 
 
-def test_crop_placement_and_standalone_script(make_track: Any) -> None:
+def test_no_second_placement_and_standalone_script(make_track: Any) -> None:
     from dvp_nuke.nkscript import nk_snippet
 
-    track = make_track(range(1, 4))  # 640 x 480: the model's crop is the centred 480 square
+    track = make_track(range(1, 4))  # 640 x 480: the render's EXR data window is the centred 480 square
     text = nk_snippet(track, standalone=True)
     top, inner = nkparse.parse_nodes(text)
     root = top[0]
     assert root.cls == "Root" and root.knobs["first_frame"] == "1" and root.knobs["last_frame"] == "3"
     place = {n.name: n for n in inner["DVPortrait1"]}["place"]
-    assert nkparse.words(place.knobs["translate"].text)[0] == ["80", "0"]
+    assert "translate" not in place.knobs  # identity: the EXR places itself
     assert top[1].inputs == [None]
 
 

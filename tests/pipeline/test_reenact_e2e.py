@@ -156,3 +156,38 @@ def test_train_with_a_shorter_video_names_the_missing_frames(
     assert code == 1
     err = capsys.readouterr().err
     assert "short.####.png" in err and "6-22" in err
+
+
+def test_render_places_the_crop_in_a_wider_plate(job: Path, tmp_path: Path) -> None:
+    """A model whose crop sits at x0 = 64 of a 640 x 512 plate: the EXR's data window is that crop inside a
+    display window of the plate's size; --output-size crop writes the same pixels unplaced; PNG is padded."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(job / "model", model)
+    info = json.loads((model / "dvp_model.json").read_text())
+    assert info["framing"] == {"x0": 0, "y0": 0, "side": 512, "size": 64}
+    info["framing"]["x0"] = 64
+    (model / "dvp_model.json").write_text(json.dumps(info))
+    track = FaceTrack.load(job / "work" / "reenacted.npz")
+    fx, fy, cx, cy = track.intrinsics
+    wide = track.replace(width=640, intrinsics=(fx, fy, cx + 64, cy))  # the same view, 64 px more each side
+    wide_path = wide.save(tmp_path / "wide.npz")
+    placed, crop, png = (
+        tmp_path / "p" / "f.####.exr",
+        tmp_path / "c" / "f.####.exr",
+        tmp_path / "g" / "f.####.png",
+    )
+    for pattern, size in ((placed, "plate"), (crop, "crop"), (png, "plate")):
+        assert main(["render", "--model", str(model), "--track", str(wide_path), "-o", str(pattern),
+                     "--frames", "21", "--output-size", size, "-q"]) == 0  # fmt: skip
+    full, meta = read_image(tmp_path / "p" / "f.0021.exr")
+    assert full.shape == (512, 640, 4) and meta["dvp:data_window"] == (64, 0, 512, 512)
+    assert np.all(full[:, :64] == 0) and np.all(full[:, 576:] == 0)
+    alone, meta_c = read_image(tmp_path / "c" / "f.0021.exr")
+    assert alone.shape == (512, 512, 4) and "dvp:data_window" not in meta_c
+    np.testing.assert_array_equal(full[:, 64:576], alone)
+    assert list(meta["dvp:crop"]) == [64, 0, 512]
+    padded, _ = read_image(tmp_path / "g" / "f.0021.png")
+    assert padded.shape[:2] == (512, 640) and np.all(padded[:, :64] == 0)  # RGB + matte, zero outside
+    assert padded[:, 64:576].mean() > 0.05
