@@ -217,3 +217,35 @@ def test_numpy_and_cupy_give_the_same_parameters(model):
         out[device] = tr.track(images, obs)
     np.testing.assert_allclose(out["cuda"].params, out["cpu"].params, atol=1e-4)
     np.testing.assert_array_equal(out["cuda"].valid, out["cpu"].valid)
+
+
+def test_device_code_runs_on_a_strict_stand_in_for_cupy(model, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CuPy path without a GPU: the same tracker on tests/tracking/strict_cupy.py, which refuses host
+    arrays in device operations and implicit device-to-numpy conversions as CuPy does. Identity keyframes,
+    pupils (gaze) and a lost frame are included so every device branch runs."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location("strict_cupy", Path(__file__).with_name("strict_cupy.py"))
+    assert spec is not None and spec.loader is not None
+    strict_cupy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(strict_cupy)
+    monkeypatch.setitem(sys.modules, "cupy", strict_cupy.module())
+    assert cuda_available()
+    packed, images, obs, intr = _scene(model, 5, seed=5)
+    obs = list(obs)
+    obs[3] = FrameObservation(None, 0.0)  # no face in frame 3
+    for o in obs:
+        if o.landmarks is not None:
+            o.pupils = o.landmarks[[37, 43]] * 0.5 + o.landmarks[[40, 46]] * 0.5
+            o.pupil_confidence = np.ones(2)
+    out = {}
+    for device in ("cpu", "cuda"):
+        tr = Tracker(
+            model, 160, 160, TrackerSettings(identity_keyframes=2, device=device, batch_size=2), intr
+        )
+        out[device] = tr.track(images, obs)
+        # the device run really computed on "device" arrays
+        assert isinstance(tr.alpha, strict_cupy.DeviceArray) == (device == "cuda")
+    np.testing.assert_allclose(out["cuda"].params, out["cpu"].params, atol=1e-9)
+    np.testing.assert_array_equal(out["cuda"].valid, out["cpu"].valid)
+    assert not out["cuda"].valid[3] and out["cuda"].valid[[0, 1, 2, 4]].all()
