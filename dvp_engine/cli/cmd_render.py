@@ -40,6 +40,12 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="plate (default): the face crop at the plate's resolution, placed in the plate (EXR data window; "
         "other formats padded to the plate size); crop: the crop alone; network: the network's S x S image",
     )
+    p.add_argument(
+        "--writers",
+        type=int,
+        default=None,
+        help="threads writing frames (default: up to 4); 1 writes in order and stops at the first failure",
+    )
     p.add_argument("--feather", type=float, default=4.0, help="matte feather in pixels at 256 (default 4)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace frames that exist already")
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
             resume=args.resume,
             output_size=args.output_size,
             feather=args.feather,
+            writers=args.writers,
             track_label=str(args.track),
             progress=bar.step,
         )

@@ -15,10 +15,13 @@ lazily (memory-mapped) to stack the 11-frame windows on the fly.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import logging
+import os
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -416,6 +419,16 @@ OUTPUT_SIZES = ("plate", "crop", "network")
 """Choices of ``render_portrait(output_size=...)`` / ``dvp render --output-size``."""
 
 
+def _done(fn: Callable[..., Path], *args: Any) -> Future[Path]:
+    """Run ``fn(*args)`` now and return its outcome as a finished future."""
+    fut: Future[Path] = Future()
+    try:
+        fut.set_result(fn(*args))
+    except BaseException as exc:  # handed back through the future, raised by its result()
+        fut.set_exception(exc)
+    return fut
+
+
 def render_portrait(
     model_dir: Path,
     track: FaceTrack,
@@ -430,13 +443,16 @@ def render_portrait(
     feather: float = 4.0,
     track_label: str = "",
     progress: Callable[[int], None] | None = None,
+    writers: int | None = None,
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
     For each output frame the conditioning images of the 11 frames ending at it are stacked (the first
     frames of the track repeat frame 0). EXRs are scene-linear (ACEScg) RGB plus the feathered head matte as
     the channel ``matte.A``, with metadata: source frame, checkpoint hash, the frame's parameters, ``dvp:synthetic = 1``.
-    Frames are written one by one (atomically): a failure names the frame and keeps the frames before it.
+    Frames are written atomically by ``writers`` threads (colour conversion and EXR compression overlap the next
+    batch's network pass): a failure names the first failing frame in frame order and keeps every frame written
+    before it; with ``writers=1`` frames are written one by one in order and nothing after the failure is written.
 
     Args:
         model_dir: a folder written by :func:`train_portrait`.
@@ -447,6 +463,7 @@ def render_portrait(
             window in a display window of the track's image size; other formats are padded to the plate),
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
+        writers: threads writing frames (default ``min(4, CPU count)``).
     """
     import torch
     import torch.nn.functional as F
@@ -503,42 +520,61 @@ def render_portrait(
         return stack_window(cond[idx], info.nw - 1, info.nw)
 
     params = track.params()
-    for start in range(0, len(todo), batch):
-        chunk = todo[start : start + batch]
-        out = renderer.render(torch.stack([volume(f) for f in chunk]))
-        rgb = (out.clamp(-1, 1) + 1) / 2
-        alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None]
-        if out_side != framing.size:
-            rgb = F.interpolate(rgb, size=(out_side, out_side), mode="bicubic", align_corners=False).clamp(
-                0, 1
-            )
-            alpha = F.interpolate(alpha, size=(out_side, out_side), mode="bilinear", align_corners=False)
-        for j, f in enumerate(chunk):
-            i = track.index_of(f)
-            meta = {
-                "dvp:synthetic": 1,
-                "dvp:source_frame": f,
-                "dvp:checkpoint_sha256": digest,
-                "dvp:model": str(model_dir),
-                "dvp:track": track_label,
-                "dvp:parameters": [float(x) for x in params[i]],
-                "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
-                "dvp:crop": [framing.x0, framing.y0, framing.side],
-            }
-            try:
-                write_frame(
-                    seq.path(f),
-                    rgb[j].permute(1, 2, 0).numpy(),
-                    matte=alpha[j, 0].numpy(),
-                    metadata=meta,
-                    placement=placement,
-                )
-            except DvpError as exc:
-                raise DvpError(
-                    f"writing failed ({exc}); frames before it are kept", path=seq.path(f), frame=f
-                ) from exc
-            result.written.append(f)
-            if progress is not None:
-                progress(f)
+    n_writers = max(1, writers if writers is not None else min(4, os.cpu_count() or 1))
+    pending: collections.deque[tuple[int, Future[Path]]] = collections.deque()
+
+    def finish(f: int, job: Future[Path]) -> None:
+        try:
+            job.result()
+        except DvpError as exc:
+            for _, other in pending:
+                other.cancel()
+            raise DvpError(
+                f"writing failed ({exc}); frames before it are kept", path=seq.path(f), frame=f
+            ) from exc
+        result.written.append(f)
+        if progress is not None:
+            progress(f)
+
+    def write(f: int, rgb_f: npt.NDArray[Any], alpha_f: npt.NDArray[Any]) -> Path:
+        i = track.index_of(f)
+        meta = {
+            "dvp:synthetic": 1,
+            "dvp:source_frame": f,
+            "dvp:checkpoint_sha256": digest,
+            "dvp:model": str(model_dir),
+            "dvp:track": track_label,
+            "dvp:parameters": [float(x) for x in params[i]],
+            "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
+            "dvp:crop": [framing.x0, framing.y0, framing.side],
+        }
+        return write_frame(seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement)
+
+    with ThreadPoolExecutor(n_writers, thread_name_prefix="dvp-write") as pool:
+        try:
+            for start in range(0, len(todo), batch):
+                chunk = todo[start : start + batch]
+                out = renderer.render(torch.stack([volume(f) for f in chunk]))
+                rgb = (out.clamp(-1, 1) + 1) / 2
+                alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None]
+                if out_side != framing.size:
+                    size2 = (out_side, out_side)
+                    rgb = F.interpolate(rgb, size=size2, mode="bicubic", align_corners=False).clamp(0, 1)
+                    alpha = F.interpolate(alpha, size=size2, mode="bilinear", align_corners=False)
+                rgb_np = rgb.permute(0, 2, 3, 1).float().cpu().numpy()
+                alpha_np = alpha[:, 0].float().cpu().numpy()
+                for j, f in enumerate(chunk):
+                    if n_writers == 1:  # in order, nothing after a failure
+                        finish(f, _done(write, f, rgb_np[j], alpha_np[j]))
+                        continue
+                    pending.append((f, pool.submit(write, f, rgb_np[j], alpha_np[j])))
+                    # collect finished frames in order; bound the frames held in memory
+                    while pending and (pending[0][1].done() or len(pending) > 4 * n_writers):
+                        finish(*pending.popleft())
+            while pending:
+                finish(*pending.popleft())
+        finally:
+            for _, other in pending:
+                other.cancel()
     result.events = list(renderer.events)
     return result

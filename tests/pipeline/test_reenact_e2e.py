@@ -94,7 +94,7 @@ def test_render_cli_resume_failure_and_export(
 
     monkeypatch.setattr(output, "write_frame", failing)
     assert main(["render", "--model", str(model), "--track", str(track), "-o", str(out), "--frames", "18-22",
-                 "--output-size", "network"]) == 1  # fmt: skip
+                 "--output-size", "network", "--writers", "1"]) == 1  # fmt: skip
     err = capsys.readouterr().err
     assert "frame 20" in err and "f.0020.exr" in err
     assert sorted(p.name for p in out.parent.glob("*.exr")) == ["f.0018.exr", "f.0019.exr"]
@@ -191,3 +191,40 @@ def test_render_places_the_crop_in_a_wider_plate(job: Path, tmp_path: Path) -> N
     padded, _ = read_image(tmp_path / "g" / "f.0021.png")
     assert padded.shape[:2] == (512, 640) and np.all(padded[:, :64] == 0)  # RGB + matte, zero outside
     assert padded[:, 64:576].mean() > 0.05
+
+
+def test_parallel_writers_name_the_failing_frame_and_keep_the_others(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import dvp_engine.io.output as output
+
+    real = output.write_frame
+
+    def failing(path: Path, *a: object, **k: object) -> Path:
+        if Path(path).name == "f.0020.exr":
+            raise output.DvpError("disk full", path=path)
+        return real(path, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(output, "write_frame", failing)
+    out = tmp_path / "r" / "f.####.exr"
+    assert main(["render", "--model", str(job / "model"), "--track", str(job / "work" / "reenacted.npz"), "-o",
+                 str(out), "--frames", "14-22", "--output-size", "network", "--writers", "3"]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert "frame 20" in err and "f.0020.exr" in err and "disk full" in err
+    names = sorted(p.name for p in out.parent.iterdir())
+    assert {f"f.00{f}.exr" for f in range(14, 20)} <= set(names)  # every frame before the failure
+    assert "f.0020.exr" not in names and all(n.startswith("f.00") and n.endswith(".exr") for n in names)
+    for n in names:  # whatever else was written is a complete frame, not a partial file
+        px, meta = read_image(out.parent / n)
+        assert px.shape == (64, 64, 4) and meta["dvp:source_frame"] == int(n[2:6])
+    # the parallel writers produce the same pixels as the in-order writer
+    monkeypatch.setattr(output, "write_frame", real)
+    serial = tmp_path / "s" / "f.####.exr"
+    for pattern, writers in ((serial, "1"), (out, "3")):
+        assert main(["render", "--model", str(job / "model"), "--track", str(job / "work" / "reenacted.npz"),
+                     "-o", str(pattern), "--frames", "14-22", "--output-size", "network", "--writers", writers,
+                     "--overwrite", "-q"]) == 0  # fmt: skip
+    for f in range(14, 23):
+        a, _ = read_image(serial.parent / f"f.00{f}.exr")
+        b, _ = read_image(out.parent / f"f.00{f}.exr")
+        np.testing.assert_array_equal(a, b)
