@@ -9,14 +9,12 @@ from dvp_engine.core import layout
 from dvp_engine.core.rotation import euler_to_matrix
 from dvp_engine.facemodel import load_default_model
 from dvp_engine.tracking import solver as S
-from dvp_engine.tracking.overlay import render_params
+from dvp_engine.tracking.synthetic import synthetic_scene
 from dvp_engine.tracking.tracker import (
-    FrameObservation,
     Tracker,
     TrackerSettings,
     default_intrinsics,
     from_packed,
-    to_packed,
 )
 from dvp_engine.tracking.xp import (
     bilinear_sample,
@@ -31,49 +29,6 @@ from dvp_engine.tracking.xp import (
 @pytest.fixture(scope="module")
 def model():
     return load_default_model()
-
-
-def textured_background(h: int, w: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:h, 0:w]
-    return np.stack(
-        [0.5 + 0.3 * np.sin(xx / 5.0), 0.5 + 0.3 * np.cos(yy / 7.0), 0.5 + 0.2 * np.sin((xx + yy) / 9.0)], -1
-    )
-
-
-def synthetic_scene(model, n_frames: int, size: int, seed: int, *, identity=None, reflectance=None):
-    """Known parameters, renders over a textured background, landmarks and pupils from the known projection.
-
-    Returns (packed params (F, 103), uint8 images, observations, intrinsics).
-    """
-    rng = np.random.default_rng(seed)
-    intr = default_intrinsics(size, size)
-    m = S.prepare_model(model, np, S.SolverSettings())
-    local = np.zeros((n_frames, S.N_LOCAL))
-    local[:, S.ROT] = np.deg2rad(rng.uniform(-12, 12, (n_frames, 3)))
-    local[:, S.TRANS] = np.array([0.01, -0.005, 0.7]) + rng.normal(size=(n_frames, 3)) * [0.005, 0.005, 0.02]
-    local[:, S.EXPR] = (
-        rng.normal(size=(n_frames, 64)) * np.asarray(model.expr_std) * np.where(np.arange(64) < 10, 1.0, 0.2)
-    )
-    local[:, S.BLINK] = rng.uniform(0.0, 0.8, (n_frames, 2))
-    local[:, S.SH] = S.ambient_sh(np) * 0.9
-    local[:, 72 + 3 : 72 + 6] = 0.15
-    local[:, 72 + 9 : 72 + 12] = -0.1
-    gaze = np.deg2rad(rng.uniform(-15, 15, (n_frames, 4)))
-    packed = to_packed(local, gaze)
-    bg = textured_background(size, size)
-    images, obs = [], []
-    for f in range(n_frames):
-        img, pix, _ = render_params(model, packed[f], intr, bg, identity=identity, reflectance=reflectance)
-        images.append((img * 255 + 0.5).astype(np.uint8))
-        rot = euler_to_matrix(packed[f, :3], degrees=False)
-        pupils = []
-        for e, c in enumerate((model.eyeball_left_center, model.eyeball_right_center)):
-            d = layout.gaze_direction(np.rad2deg(gaze[f, 2 * e]), np.rad2deg(gaze[f, 2 * e + 1]))
-            p = rot @ (c + model.eyeball_radius * d) + packed[f, 3:6]
-            pupils.append(S.project(p[None], intr)[0])
-        lm = pix[m.landmarks] + rng.normal(size=(68, 2)) * 0.3
-        obs.append(FrameObservation(lm, 1.0, np.array(pupils) + rng.normal(size=(2, 2)) * 0.05, np.ones(2)))
-    return packed, images, obs, intr
 
 
 # ------------------------------------------------------------------------------------------ array helpers

@@ -156,8 +156,7 @@ def test_tracks_renders_of_the_production_renderer(model):
     pytest.importorskip("torch")
     from dvp_engine.render.camera import Camera
     from dvp_engine.render.conditioning import render_conditioning
-
-    from .test_solver import synthetic_scene, textured_background
+    from dvp_engine.tracking.synthetic import synthetic_scene, textured_background
 
     size = 384
     packed, _, obs, intr = synthetic_scene(model, 3, size, seed=4)
