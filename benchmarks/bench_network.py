@@ -50,7 +50,13 @@ def _peak_mb(dev: torch.device) -> float:
 
 
 def bench_inference(
-    size: int, batch: int, dev: torch.device, dtype: str, warmup: int, reps: int
+    size: int,
+    batch: int,
+    dev: torch.device,
+    dtype: str,
+    warmup: int,
+    reps: int,
+    compile_mode: str | None = None,
 ) -> dict[str, Any]:
     cfg = GeneratorConfig(size=size, nw=11)
     g = SpaceTimeGenerator(cfg)
@@ -62,6 +68,13 @@ def bench_inference(
     x = torch.rand(batch, cfg.in_channels, size, size, device=dev) * 2 - 1
     if cl:
         x = x.contiguous(memory_format=torch.channels_last)
+    t_compile = 0.0
+    if compile_mode is not None:
+        import torch._inductor.config as inductor_config
+
+        inductor_config.freezing = True  # fold BN into the convolutions, constant weights
+        t0 = time.perf_counter()
+        g = torch.compile(g, mode=None if compile_mode == "default" else compile_mode)  # type: ignore[assignment]
     ctx = torch.autocast(dev.type, dtype=torch.bfloat16) if dtype == "bf16" else contextlib.nullcontext()
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -69,22 +82,28 @@ def bench_inference(
         for _ in range(warmup):
             g(x)
         _sync(dev)
+        if compile_mode is not None:
+            t_compile = time.perf_counter() - t0
         t0 = time.perf_counter()
         for _ in range(reps):
             g(x)
         _sync(dev)
         dt = time.perf_counter() - t0
-    return {
+    out = {
         "size": size,
         "batch": batch,
         "device": dev.type,
         "dtype": dtype,
         "channels_last": cl,
+        "compile": compile_mode,
         "reps": reps,
         "ms_per_frame": 1000.0 * dt / (reps * batch),
         "ms_per_batch": 1000.0 * dt / reps,
         "peak_mem_mb": round(_peak_mb(dev), 1),
     }
+    if compile_mode is not None:
+        out["compile_and_warmup_s"] = round(t_compile, 1)
+    return out
 
 
 def bench_training(
@@ -134,6 +153,11 @@ def main() -> None:
         "--quick", action="store_true", help="CPU: skip 512, batch 4 instead of 16, train at batch 2"
     )
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU runs (GPU machines)")
+    ap.add_argument(
+        "--compile",
+        action="store_true",
+        help="CUDA: also torch.compile at 256 bf16 (BN frozen): batch 64 (inductor) and batch 1 (CUDA graphs)",
+    )
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args()
 
@@ -192,9 +216,20 @@ def main() -> None:
                 for dt in ("fp32", "bf16"):
                     res["inference"].append(bench_inference(size, b, dev, dt, 10, 50 if b == 1 else 20))
                     print(json.dumps(res["inference"][-1]), file=sys.stderr)
+        res["inference"].append(bench_inference(256, 64, dev, "bf16", 5, 20))
+        print(json.dumps(res["inference"][-1]), file=sys.stderr)
         with tempfile.TemporaryDirectory() as d:
             res["training"].append(bench_training(256, 16, dev, 5, 20, Path(d)))
         print(json.dumps(res["training"][-1]), file=sys.stderr)
+        if args.compile:
+            for b, mode in ((64, "default"), (1, "reduce-overhead")):
+                try:
+                    res["inference"].append(bench_inference(256, b, dev, "bf16", 5, 50, compile_mode=mode))
+                except Exception as exc:  # a compiler failure must not lose the eager figures
+                    res["notes"].append(f"torch.compile mode {mode} at batch {b} failed: {exc!r:.300}")
+                print(json.dumps(res["inference"][-1]), file=sys.stderr)
+                if args.out:
+                    args.out.write_text(json.dumps(res, indent=1))
 
     text = json.dumps(res, indent=1)
     print(text)

@@ -44,7 +44,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--writers",
         type=int,
         default=None,
-        help="threads writing frames (default: up to 4); 1 writes in order and stops at the first failure",
+        help="threads writing frames (default: up to 8); 1 writes in order and stops at the first failure",
     )
     p.add_argument("--feather", type=float, default=4.0, help="matte feather in pixels at 256 (default 4)")
     group = p.add_mutually_exclusive_group()

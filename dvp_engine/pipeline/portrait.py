@@ -463,7 +463,7 @@ def render_portrait(
             window in a display window of the track's image size; other formats are padded to the plate),
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
-        writers: threads writing frames (default ``min(4, CPU count)``).
+        writers: threads writing frames (default ``min(8, CPU count)``).
     """
     import torch
     import torch.nn.functional as F
@@ -520,7 +520,7 @@ def render_portrait(
         return stack_window(cond[idx], info.nw - 1, info.nw)
 
     params = track.params()
-    n_writers = max(1, writers if writers is not None else min(4, os.cpu_count() or 1))
+    n_writers = max(1, writers if writers is not None else min(8, os.cpu_count() or 1))
     pending: collections.deque[tuple[int, Future[Path]]] = collections.deque()
 
     def finish(f: int, job: Future[Path]) -> None:
