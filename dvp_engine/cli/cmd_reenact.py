@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import StageProgress, UsageError, progress_mode
-from .options import add_device, add_frames, parse_frames, resolve_device
+from .options import add_device, add_frames, add_framing, parse_frames, resolve_device
 
 NAME = "reenact"
 HELP = "track, train, transfer, edit and render in one resumable job"
@@ -47,6 +47,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="training batch (16)")
     p.add_argument("--ngf", type=int, default=64, help="generator base width (64)")
     p.add_argument("--seed", type=int, default=0)
+    add_framing(p)
     p.add_argument(
         "--no-preview", dest="preview", action="store_false", help="skip the preview MP4 and contact sheet"
     )
@@ -83,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         preview=args.preview,
         seed=args.seed,
         track_frames=args.track_frames,
+        framing=args.framing,
     )
     mode = progress_mode(args)
     progress = StageProgress(mode)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Progress, StageProgress, progress_mode
-from .options import add_device, resolve_device
+from .options import add_device, add_framing, resolve_device
 
 NAME = "train"
 HELP = "train the space-time generator of a target actor"
@@ -45,6 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"
     )
     p.add_argument("--seed", type=int, default=0)
+    add_framing(p)
     p.add_argument("--resume", action="store_true", help="continue from the folder's latest checkpoint")
     p.add_argument("--preview-every", type=int, default=1000, help="iterations between held-out previews")
     p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints")
@@ -86,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
             bar=mode == "bar",
             on_log=on_log if line is not None else None,
             progress=progress,
+            framing=args.framing,
         )
     finally:
         progress.close()

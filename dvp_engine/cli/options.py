@@ -33,6 +33,18 @@ def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (CUDA when present; default)")
 
 
+def add_framing(p: argparse.ArgumentParser) -> None:
+    """``--framing``: the square crop of the plate the network is trained on."""
+    p.add_argument(
+        "--framing",
+        default="auto",
+        metavar="auto|centred|head|X,Y,SIDE",
+        help="square crop of the plate the model sees: auto (default: the whole plate if square, else head), "
+        "centred (largest centred square), head (smallest square holding head and shoulders in every frame), "
+        "or X,Y,SIDE in plate pixels",
+    )
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
     if name != "auto":

@@ -37,6 +37,8 @@ log = logging.getLogger("dvp")
 
 ProgressFn = Callable[[int], None]
 MODEL_INFO = "dvp_model.json"
+HEAD_EXTENT_M = 0.45
+"""Side in metres of the square a head (with hair and a little of the shoulders) is given by ``--framing head``."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,60 @@ class Framing:
         """The largest square centred in a ``width`` x ``height`` plate."""
         side = min(width, height)
         return cls((width - side) // 2, (height - side) // 2, side, size)
+
+    @classmethod
+    def around_head(cls, track: FaceTrack, size: int, extent: float = HEAD_EXTENT_M) -> Framing:
+        """The smallest square (within the plate) holding the head and shoulders in every valid frame.
+
+        Per valid frame the head centre (the model origin, moved ``0.05 m`` down toward the chin) is projected
+        with the track's intrinsics and given a square of ``extent`` metres (head, hair and a little of the
+        shoulders at 0.45 m); the crop is the square around the union of those squares, as large as the plate
+        allows and shifted to stay inside it. A track with no valid frame gets :meth:`centred`.
+        """
+        valid = valid_frames(track) & np.isfinite(track.params()).all(axis=1)
+        if not valid.any():
+            return cls.centred(track.width, track.height, size)
+        t = track.params()[valid][:, layout.FRAME_LAYOUT["translation"]]
+        fx, fy, cx, cy = track.intrinsics
+        z = np.maximum(t[:, 2], 1e-3)
+        u = fx * t[:, 0] / z + cx
+        v = fy * (t[:, 1] + 0.05) / z + cy
+        half = 0.5 * extent * max(fx, fy) / z
+        x_lo, x_hi = float((u - half).min()), float((u + half).max())
+        y_lo, y_hi = float((v - half).min()), float((v + half).max())
+        side = int(min(round(max(x_hi - x_lo, y_hi - y_lo)), track.width, track.height))
+        side = max(side, 1)
+        x0 = int(np.clip(round(0.5 * (x_lo + x_hi) - side / 2), 0, track.width - side))
+        y0 = int(np.clip(round(0.5 * (y_lo + y_hi) - side / 2), 0, track.height - side))
+        return cls(x0, y0, side, size)
+
+    @classmethod
+    def choose(cls, spec: str, track: FaceTrack, size: int) -> Framing:
+        """The crop for a ``--framing`` value.
+
+        ``auto`` (default): the whole plate when it is square, else :meth:`around_head`; ``centred``: the
+        largest centred square; ``head``: :meth:`around_head`; ``X,Y,SIDE``: that square in plate pixels.
+
+        Raises:
+            InputError: an unknown value, or a square that does not lie inside the plate.
+        """
+        text = spec.strip().lower()
+        if text == "centred" or text == "centered" or (text == "auto" and track.width == track.height):
+            return cls.centred(track.width, track.height, size)
+        if text in ("auto", "head"):
+            return cls.around_head(track, size)
+        try:
+            x0, y0, side = (int(v) for v in text.split(","))
+        except ValueError:
+            raise InputError(
+                f"--framing must be auto, centred, head or X,Y,SIDE (plate pixels), got {spec!r}"
+            ) from None
+        if side < 1 or x0 < 0 or y0 < 0 or x0 + side > track.width or y0 + side > track.height:
+            raise InputError(
+                f"--framing {spec}: the square {side} px at ({x0}, {y0}) is not inside the "
+                f"{track.width}x{track.height} plate"
+            )
+        return cls(x0, y0, side, size)
 
     @property
     def scale(self) -> float:
@@ -319,11 +375,14 @@ def train_portrait(
     bar: bool = True,
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    framing: str = "auto",
 ) -> dict[str, float]:
     """Train the space-time generator of one target actor (paper section 6) on a tracked video.
 
     The last 10 % of the frames are held out (never trained on); frames where the face was lost are left out.
-    Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint exactly.
+    ``framing`` picks the square crop of the plate the network sees (:meth:`Framing.choose`; a resumed model keeps
+    its own). Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint
+    exactly.
     """
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
     from dvp_engine.network.checkpoint import CheckpointError
@@ -331,17 +390,17 @@ def train_portrait(
 
     track = FaceTrack.load(track_path)
     model_dir.mkdir(parents=True, exist_ok=True)
-    framing = Framing.centred(track.width, track.height, size)
+    crop = Framing.choose(framing, track, size)
     if resume and (model_dir / MODEL_INFO).is_file():
-        framing = ModelInfo.load(model_dir).framing
-        if framing.size != size:
+        crop = ModelInfo.load(model_dir).framing
+        if crop.size != size:
             raise DvpError(
-                f"cannot resume at size {size}: the model was trained at {framing.size}", path=model_dir
+                f"cannot resume at size {size}: the model was trained at {crop.size}", path=model_dir
             )
     cond_path, frames_path = prepare_data(
         track,
         source,
-        framing,
+        crop,
         model_dir / "cache",
         device="cuda" if device.startswith("cuda") else "cpu",
         progress=progress,
@@ -358,7 +417,7 @@ def train_portrait(
     dataset = PairDataset.from_sequence(cond, video, nw)
     train_set, held_set = dataset.subset(train_idx), dataset.subset(held_idx)
     info = ModelInfo(
-        framing=framing,
+        framing=crop,
         nw=nw,
         track=str(track_path),
         source=str(source),

@@ -64,6 +64,7 @@ class ReenactSettings:
     preview: bool = True
     seed: int = 0
     track_frames: str | None = None
+    framing: str = "auto"
 
 
 @dataclass
@@ -113,6 +114,8 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
             "ngf": s.ngf,
             "seed": s.seed,
         }
+        if s.framing != "auto":  # (absent for the default, so jobs from before the option stay up to date)
+            settings["framing"] = s.framing
 
         def run() -> None:
             # An interrupted training run with the same settings resumes exactly; changed settings start afresh.
@@ -138,6 +141,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 log_every=max(1, min(50, s.iters // 20)),
                 on_log=on_log,
                 progress=stage_cb("train"),
+                framing=s.framing,
             )
 
         return Step("train", run, [model_dir / "latest.json", model_dir / "dvp_model.json"], settings)
@@ -286,7 +290,7 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
         for f in frames
     ]
     src_frames = [min(max(x, int(src_track.frames[0])), int(src_track.frames[-1])) for x in src_frames]
-    framing_src = Framing.centred(src_track.width, src_track.height, size)
+    framing_src = Framing.choose("auto", src_track, size)  # the source as the target model would frame it
     uniq = sorted(set(src_frames))
     loaded = load_video_frames(s.source, uniq, framing_src)
     lookup = {f: loaded[i].astype(np.float32) / 255.0 for i, f in enumerate(uniq)}

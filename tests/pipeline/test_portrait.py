@@ -88,3 +88,53 @@ def test_conditioning_cache_notices_a_mirrored_pose_and_new_albedo(tmp_path: Pat
         assert calls == ["render"] * 3
     finally:
         portrait.conditioning_frames = real
+
+
+def _wide_track(valid: list[float] | None = None):  # noqa: ANN202
+    """An HD plate (1920 x 1080) with the actor left of centre, 2 m away, swaying 10 cm sideways."""
+    from dvp_engine.core import FaceTrack, layout
+
+    n = 6
+    p = np.zeros((n, layout.FRAME_SIZE))
+    p[:, layout.FRAME_LAYOUT["translation"]] = np.stack(
+        [np.linspace(-0.6, -0.5, n), np.zeros(n), np.full(n, 2.0)], 1
+    )
+    if valid is not None:
+        p[np.asarray(valid) < 0.5, 3] = 0.9  # lost frames hold junk far to the right
+    return FaceTrack.from_params(
+        np.arange(1, n + 1), p, rate=25, width=1920, height=1080, intrinsics=(1500, 1500, 959.5, 539.5),
+        valid=valid,
+    )  # fmt: skip
+
+
+def test_head_framing_holds_the_head_in_every_frame_and_stays_in_the_plate() -> None:
+    track = _wide_track()
+    f = Framing.choose("auto", track, 256)  # a non-square plate: framed around the head
+    assert f == Framing.around_head(track, 256) and f.size == 256
+    assert 0 <= f.x0 and f.x0 + f.side <= 1920 and 0 <= f.y0 and f.y0 + f.side <= 1080
+    assert f.side < 1080  # tighter than the centred square: more pixels on the face
+    t = track.params()[:, 3:6]
+    u = 1500 * t[:, 0] / t[:, 2] + 959.5
+    v = 1500 * (t[:, 1] + 0.05) / t[:, 2] + 539.5
+    half = 0.5 * 0.45 * 1500 / t[:, 2]
+    assert np.all(u - half >= f.x0 - 1) and np.all(u + half <= f.x0 + f.side + 1)
+    assert np.all(v - half >= f.y0 - 1) and np.all(v + half <= f.y0 + f.side + 1)
+    # the head's centre lands inside the network image through the crop's intrinsics
+    fx, fy, cx, cy = f.intrinsics(track.intrinsics)
+    un = fx * t[:, 0] / t[:, 2] + cx
+    assert np.all((un > 0.25 * 256) & (un < 0.75 * 256))
+    # frames where the face was lost do not stretch the crop
+    lost = _wide_track(valid=[1, 1, 0, 1, 0, 1])
+    assert Framing.choose("head", lost, 256) == Framing.around_head(_wide_track().select([1, 2, 4, 6]), 256)
+
+
+def test_framing_choices_and_errors() -> None:
+    track = _wide_track()
+    assert Framing.choose("centred", track, 128) == Framing(420, 0, 1080, 128)
+    assert Framing.choose("100,50,400", track, 128) == Framing(100, 50, 400, 128)
+    square = track.replace(width=1080, height=1080, intrinsics=(1500, 1500, 539.5, 539.5))
+    assert Framing.choose("auto", square, 256) == Framing(0, 0, 1080, 256)  # a square plate: all of it
+    with pytest.raises(InputError, match="not inside"):
+        Framing.choose("1800,0,400", track, 256)
+    with pytest.raises(InputError, match="auto, centred, head or X,Y,SIDE"):
+        Framing.choose("middle", track, 256)
