@@ -1,7 +1,7 @@
 """The portrait pipeline's data steps: framing, conditioning images, video frames, training, rendering.
 
-Framing: the network sees a square crop of the plate (the largest centred square by default), resized to the
-network size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled
+Framing: the network sees a square crop of the plate (:meth:`Framing.choose`: the whole plate when it is square,
+else the smallest square holding the head and shoulders in every tracked frame), resized to the network size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled
 to S, so renders and video frames line up pixel for pixel. The crop is stored with the model
 (``model/dvp_model.json``) and reused at render time; rendered frames are written at the crop's resolution
 in the plate's pixels and placed in the plate: an EXR's data window is the crop inside a display window of the
