@@ -35,7 +35,9 @@ Blender's vertical view plane and hence the vertical shift.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -148,3 +150,24 @@ def project_pinhole(
     p = np.asarray(points_cv, dtype=np.float64).reshape(-1, 3)
     fx, fy, cx, cy = intrinsics
     return np.stack([fx * p[:, 0] / p[:, 2] + cx, fy * p[:, 1] / p[:, 2] + cy], axis=1)
+
+
+def model_crop(model_dir: str | Path) -> tuple[int, int, int] | None:
+    """The square crop ``(x0, y0, side)`` (plate pixels, top-left origin, y down) a dvp model renders, read
+    from its ``dvp_model.json``; None when the folder has none (yet) or it cannot be read."""
+    try:
+        framing = json.loads((Path(model_dir) / "dvp_model.json").read_text("utf-8"))["framing"]
+        return int(framing["x0"]), int(framing["y0"]), int(framing["side"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def strip_offset(crop: tuple[int, int, int], width: int, height: int) -> tuple[float, float]:
+    """Video Sequencer ``transform.offset_x/y`` (pixels) that put an unscaled ``side`` x ``side`` render at
+    ``(x0, y0)`` of a ``width`` x ``height`` frame.
+
+    Blender 5.0 reads only an EXR's data window and centres an unscaled strip in the frame, with offsets from
+    the frame's centre and y up; dvp's crop has its origin at the top-left with y down.
+    """
+    x0, y0, side = crop
+    return x0 + side / 2 - width / 2, height / 2 - (y0 + side / 2)

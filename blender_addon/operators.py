@@ -9,7 +9,7 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import runner, scene_io
+from . import convert, runner, scene_io
 from .core import DvpError, FaceTrack
 from .properties import dvp_setting
 
@@ -83,6 +83,8 @@ class RenderJob:
     last: int
     step: int
     track_path: Path
+    model_dir: str = ""
+    """The model folder whose crop places the frames (for reenact without a model: the job's ``model/``)."""
 
     @classmethod
     def prepare(cls, context: bpy.types.Context) -> RenderJob:
@@ -135,7 +137,8 @@ class RenderJob:
                 [str(edit_path)],
             )
             pattern = runner.reenact_output(job)
-        return cls(command, pattern, first, last, step, edit_path)
+            model = model or str(job / "model")
+        return cls(command, pattern, first, last, step, edit_path, model)
 
     @property
     def total(self) -> int:
@@ -154,7 +157,9 @@ class RenderJob:
                 f"{result.message()} ({len(files)} frame(s) on disk in {Path(self.pattern).parent})"
             )
         if files:
-            load_frames(context, files, self.first)
+            load_frames(
+                context, files, self.first, convert.model_crop(self.model_dir) if self.model_dir else None
+            )
         return "INFO", f"{result.message()}: {len(files)} frame(s) in {Path(self.pattern).parent}"
 
 
@@ -165,17 +170,32 @@ def _abspath(path: str, what: str) -> str:
     return out
 
 
-def load_frames(context: bpy.types.Context, files: list[Path], first_frame: int) -> None:
-    """Load a rendered EXR sequence as a Video Sequencer image strip or as an image (scene setting)."""
+def load_frames(
+    context: bpy.types.Context, files: list[Path], first_frame: int, crop: tuple[int, int, int] | None = None
+) -> None:
+    """Load a rendered EXR sequence as a Video Sequencer image strip or as an image (scene setting).
+
+    ``crop``: the model's square ``(x0, y0, side)`` in plate pixels; the strip is left unscaled and moved there,
+    so the render sits on the plate where the face is (Blender reads the crop, not the EXR's display window).
+    """
     how = context.scene.dvp.load_result
     if how == "SEQUENCER":
         se = context.scene.sequence_editor or context.scene.sequence_editor_create()
         channel = 1 + max((s.channel for s in se.strips), default=0)
         strip = se.strips.new_image(
-            name="DVP render", filepath=str(files[0]), channel=channel, frame_start=first_frame
+            name="DVP render",
+            filepath=str(files[0]),
+            channel=channel,
+            frame_start=first_frame,
+            fit_method="ORIGINAL",
         )
         for f in files[1:]:
             strip.elements.append(f.name)
+        if crop is not None:
+            r = context.scene.render
+            strip.transform.offset_x, strip.transform.offset_y = convert.strip_offset(
+                crop, r.resolution_x, r.resolution_y
+            )
     elif how == "IMAGE":
         img = bpy.data.images.load(str(files[0]), check_existing=False)
         img.source = "SEQUENCE"

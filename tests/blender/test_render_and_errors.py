@@ -438,3 +438,36 @@ def test_modal_render_success_loads_strip(
     assert ret == {"FINISHED"} and res.reports[-1][0] == {"INFO"}
     assert ctx.window_manager.updates[-1] == 1000
     assert len(bpy.context.scene.sequence_editor.strips[0].elements) == 4
+
+
+def test_rendered_crop_lands_on_the_plate_where_the_model_crop_is(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    """The model crops a 24 px square at (10, 6) of the 64 x 48 plate: the loaded strip, rendered by the
+    Video Sequencer, covers exactly those plate pixels."""
+    import bpy
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 3))
+    framing = {"x0": 10, "y0": 6, "side": 24, "size": 64}
+    (tmp_path / "model" / "dvp_model.json").write_text(json.dumps({"framing": framing}))
+    assert bpy.ops.dvp.render() == {"FINISHED"}
+    strip = bpy.context.scene.sequence_editor.strips[0]
+    assert (strip.transform.offset_x, strip.transform.offset_y) == (10 + 12 - 32, 24 - (6 + 12))
+    # replace the fake frames with real 24 x 24 white EXRs and let Blender render the sequencer
+    scene = bpy.context.scene
+    img = bpy.data.images.new("crop", 24, 24, float_buffer=True)
+    img.pixels.foreach_set(np.ones(24 * 24 * 4, np.float32))
+    scene.render.image_settings.file_format = "OPEN_EXR"
+    for f in (1, 2):
+        img.save_render(str(out / f"frame.{f:04d}.exr"), scene=scene)
+    scene.frame_set(1)
+    scene.render.use_sequencer = True
+    scene.render.image_settings.file_format = "PNG"
+    scene.render.filepath = str(tmp_path / "vse.png")
+    bpy.ops.render.render(write_still=True)
+    result = bpy.data.images.load(str(tmp_path / "vse.png"))
+    w, h = result.size
+    px = np.array(result.pixels[:]).reshape(h, w, 4)[::-1]  # top row first
+    lit = np.argwhere(px[..., 0] > 0.5)
+    assert (w, h) == (64, 48)
+    assert tuple(lit.min(0)) == (6, 10) and tuple(lit.max(0)) == (29, 33) and len(lit) == 24 * 24
