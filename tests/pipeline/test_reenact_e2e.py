@@ -228,3 +228,28 @@ def test_parallel_writers_name_the_failing_frame_and_keep_the_others(
         a, _ = read_image(serial.parent / f"f.00{f}.exr")
         b, _ = read_image(out.parent / f"f.00{f}.exr")
         np.testing.assert_array_equal(a, b)
+
+
+def test_reenact_on_a_wide_plate_frames_the_head_and_places_the_result(tmp_path: Path) -> None:
+    """A 912 x 512 plate with the actor off-centre: the model's crop follows the head (not the centred
+    square), the EXRs are placed in the plate, and the preview shows the same crop of the source."""
+    from dvp_engine.io.video import read_frames, write_video
+
+    frames = [rgb for _, rgb in read_frames(SAMPLE, "1-12")]
+
+    def wide():  # noqa: ANN202
+        for f in frames:
+            out = np.full((512, 912, 3), 0.2, np.float32)
+            out[:, 100:612] = f  # the sample clip's 512 square, 100 px from the left edge
+            yield out
+
+    plate = write_video(tmp_path / "wide.mp4", wide(), 25)
+    job = tmp_path / "job"
+    assert main(["reenact", "--source", str(plate), "--target", str(plate), "--frames", "11-12", "-o", str(job),
+                 "-q", *TINY]) == 0  # fmt: skip
+    framing = json.loads((job / "model" / "dvp_model.json").read_text())["framing"]
+    centred = (912 - 512) // 2
+    assert framing["side"] == 512 and abs(framing["x0"] - 100) < abs(framing["x0"] - centred)
+    px, meta = read_image(job / "frames" / "frame.0011.exr")
+    assert px.shape == (512, 912, 4) and meta["dvp:data_window"] == (framing["x0"], 0, 512, 512)
+    assert (job / "preview.mp4").stat().st_size > 1000
