@@ -531,7 +531,7 @@ def render_portrait(
     from dvp_engine.io.output import output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
-    from dvp_engine.network.data import stack_window
+    from dvp_engine.network.data import CHANNELS_PER_FRAME, to_network_range
 
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
@@ -572,11 +572,19 @@ def render_portrait(
     )
     mattes = matte_from_mask(mask, feather * framing.size / 256.0)
 
-    def volume(f: int) -> torch.Tensor:
-        # the nw track frames ending at f (before the track's start, its first frame repeats)
-        i = track.index_of(f)
-        idx = [pos[int(track.frames[max(0, j)])] for j in range(i - info.nw + 1, i + 1)]
-        return stack_window(cond[idx], info.nw - 1, info.nw)
+    def volumes(chunk: list[int]) -> torch.Tensor:
+        """``(B, 9 nw, S, S)`` on the renderer's device: the nw track frames ending at each frame of the chunk
+        (before the track's start its first frame repeats); each conditioning frame converted once."""
+        windows = []
+        for f in chunk:
+            i = track.index_of(f)
+            windows.append([pos[int(track.frames[max(0, j)])] for j in range(i - info.nw + 1, i + 1)])
+        needed = sorted({k for w in windows for k in w})
+        at = {k: n for n, k in enumerate(needed)}
+        block = to_network_range(torch.from_numpy(np.ascontiguousarray(cond[needed])).to(renderer.device))
+        gather = torch.tensor([[at[k] for k in w] for w in windows], device=renderer.device)
+        s = framing.size
+        return block[gather].reshape(len(chunk), CHANNELS_PER_FRAME * info.nw, s, s)
 
     params = track.params()
     n_writers = max(1, writers if writers is not None else min(8, os.cpu_count() or 1))
@@ -613,9 +621,9 @@ def render_portrait(
         try:
             for start in range(0, len(todo), batch):
                 chunk = todo[start : start + batch]
-                out = renderer.render(torch.stack([volume(f) for f in chunk]))
+                out = renderer.render(volumes(chunk), on_device=True)  # post-processing on the device
                 rgb = (out.clamp(-1, 1) + 1) / 2
-                alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None]
+                alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None].to(out.device)
                 if out_side != framing.size:
                     size2 = (out_side, out_side)
                     rgb = F.interpolate(rgb, size=size2, mode="bicubic", align_corners=False).clamp(0, 1)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from dvp_engine.core.errors import DvpError
 from dvp_engine.network import (
     ArchitectureMismatchError,
     CheckpointError,
@@ -140,6 +141,16 @@ def test_infer_batches_match_single_pass() -> None:
 def test_infer_rejects_wrong_channels() -> None:
     with pytest.raises(Exception, match=r"needs \(N, 18, 32, 32\)"):
         infer(_gen(), torch.zeros(1, 99, 32, 32), device="cpu")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_infer_rejects_non_finite_volumes(bad: float) -> None:
+    x = torch.rand(3, 18, 32, 32) * 2 - 1
+    x[2, 17, 31, 0] = bad
+    with pytest.raises(DvpError, match="NaN or infinite"):
+        infer(_gen(), x, device="cpu")
+    x[2, 17, 31, 0] = 0.5
+    assert infer(_gen(), x, device="cpu").shape == (3, 3, 32, 32)
 
 
 def test_oom_retries_with_half_batch() -> None:

@@ -253,3 +253,31 @@ def test_reenact_on_a_wide_plate_frames_the_head_and_places_the_result(tmp_path:
     px, meta = read_image(job / "frames" / "frame.0011.exr")
     assert px.shape == (512, 912, 4) and meta["dvp:data_window"] == (framing["x0"], 0, 512, 512)
     assert (job / "preview.mp4").stat().st_size > 1000
+
+
+def test_render_feeds_the_network_the_11_frames_ending_at_each_frame(
+    job: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The volumes render_portrait builds (batched, each conditioning frame converted once) equal
+    stack_window over the whole track's conditioning, the first frames padded by repeating frame 0."""
+    from dvp_engine.network import Renderer
+    from dvp_engine.network.data import stack_window
+    from dvp_engine.pipeline.portrait import ModelInfo, conditioning_frames, render_portrait
+
+    track = FaceTrack.load(job / "work" / "reenacted.npz")
+    info = ModelInfo.load(job / "model")
+    seen: list[torch.Tensor] = []
+    real = Renderer.render
+
+    def spy(self: Renderer, volumes: torch.Tensor, on_device: bool = False) -> torch.Tensor:
+        seen.append(volumes.detach().cpu().clone())
+        return real(self, volumes, on_device)
+
+    monkeypatch.setattr(Renderer, "render", spy)
+    wanted = [1, 2, 3, 15, 22]
+    render_portrait(job / "model", track, tmp_path / "o" / "f.####.exr", frames=wanted, batch=2, writers=1)
+    got = torch.cat(seen)
+    cond, _ = conditioning_frames(track, info.framing)
+    expect = torch.stack([stack_window(cond, track.index_of(f), info.nw) for f in wanted])
+    assert got.shape == expect.shape == (5, 9 * info.nw, 64, 64)
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-6)
