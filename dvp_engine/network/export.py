@@ -20,7 +20,7 @@ from torch import nn
 
 from dvp_engine.core.atomic import atomic_path
 
-from .generator import SpaceTimeGenerator
+from .generator import SpaceTimeGenerator, fold_batchnorm
 
 __all__ = ["CopyCatWrapper", "export_torchscript"]
 
@@ -40,8 +40,9 @@ class CopyCatWrapper(nn.Module):
 def export_torchscript(generator: SpaceTimeGenerator, path: str | Path) -> Path:
     """Trace the generator (on the CPU, float32, eval mode) into a TorchScript file, written atomically.
 
-    The traced graph only uses conv, transposed conv, batch norm, (leaky) ReLU, tanh, cat and arithmetic, so
-    it runs at any ``S`` divisible by ``2**levels``. The file is saved by the installed torch; Nuke 13 reads
+    BatchNorm is folded into the convolutions first (:func:`~dvp_engine.network.generator.fold_batchnorm`), so
+    the traced graph only uses conv, transposed conv, (leaky) ReLU, tanh, cat and arithmetic and runs at any
+    ``S`` divisible by ``2**levels``. The file is saved by the installed torch; Nuke 13 reads
     torch 1.6 TorchScript and Nuke 14-15 torch 1.12 (see docs/network.md).
 
     Returns:
@@ -50,7 +51,7 @@ def export_torchscript(generator: SpaceTimeGenerator, path: str | Path) -> Path:
     cfg = generator.config
     g = SpaceTimeGenerator(cfg)
     g.load_state_dict({k: v.detach().float().cpu() for k, v in generator.state_dict().items()})
-    wrapper = CopyCatWrapper(g.eval()).eval()
+    wrapper = CopyCatWrapper(fold_batchnorm(g)).eval()
     example = torch.full((1, cfg.in_channels, cfg.size, cfg.size), 0.5)
     # TorchScript is deprecated in recent torch in favour of torch.export, but it is what Nuke's CatFileCreator
     # reads; silence the deprecation notice.

@@ -184,3 +184,36 @@ class SpaceTimeGenerator(nn.Module):
                 h = torch.cat([h, skips.pop()], dim=1)
             h = u(h)
         return h
+
+
+def fold_batchnorm(generator: SpaceTimeGenerator) -> SpaceTimeGenerator:
+    """An inference copy of ``generator`` with every BatchNorm folded into the convolution before it.
+
+    In eval mode BN is the affine map ``gamma * (y - mean) / sqrt(var + eps) + beta`` with the running
+    statistics, so it merges into that convolution's weights and bias (a ``Conv2d`` scales its output
+    channels, dim 0 of the weight; a ``ConvTranspose2d`` its dim 1); dropout, a no-op in eval mode, is dropped.
+    The copy computes the same function as ``generator.eval()`` (up to float rounding) with fewer kernels
+    and one memory pass less per layer. The original is not changed; the copy is in eval mode and must not
+    be trained.
+    """
+    import copy
+
+    folded = copy.deepcopy(generator).eval()
+    modules: list[nn.Sequential] = [*folded.down, *folded.up]
+    with torch.no_grad():
+        for seq in modules:
+            for i in range(len(seq) - 1):
+                conv, bn = seq[i], seq[i + 1]
+                if not isinstance(bn, nn.BatchNorm2d) or not isinstance(conv, nn.Conv2d | nn.ConvTranspose2d):
+                    continue
+                assert bn.running_mean is not None and bn.running_var is not None
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                shape = (1, -1, 1, 1) if isinstance(conv, nn.ConvTranspose2d) else (-1, 1, 1, 1)
+                conv.weight.mul_(scale.reshape(shape))
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias)
+                seq[i + 1] = nn.Identity()
+            for i in range(len(seq)):
+                if isinstance(seq[i], nn.Dropout):
+                    seq[i] = nn.Identity()
+    return folded

@@ -14,7 +14,7 @@ import torch
 from dvp_engine.core.errors import DvpError
 
 from .checkpoint import load_generator
-from .generator import SpaceTimeGenerator
+from .generator import SpaceTimeGenerator, fold_batchnorm
 
 __all__ = ["Renderer", "infer"]
 
@@ -31,6 +31,8 @@ class Renderer:
         bf16: bf16 autocast on CUDA (default on CUDA; always off on the CPU).
         channels_last: channels_last memory format on CUDA (default on CUDA).
         compile: ``torch.compile`` the generator (pays off on long sequences on CUDA).
+        fold_bn: fold BatchNorm into the convolutions (:func:`~dvp_engine.network.generator.fold_batchnorm`;
+            the same function, faster); the renderer then works on a folded copy, a given model is left as it is.
         expect: architecture fields to check when loading from a path, e.g. ``{"size": 256, "nw": 11}``.
 
     ``render(volumes)``: ``(N, 9*Nw, S, S)`` float in [-1, 1] (numpy or torch) -> ``(N, 3, S, S)`` float32 CPU
@@ -46,6 +48,7 @@ class Renderer:
         channels_last: bool | None = None,
         compile: bool = False,
         expect: dict[str, Any] | None = None,
+        fold_bn: bool = True,
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
@@ -66,6 +69,8 @@ class Renderer:
             g = model
         else:
             g = load_generator(model, expect=expect, device="cpu")
+        if fold_bn:
+            g = fold_batchnorm(g)
         g.to(dev).to(memory_format=self.memory_format)  # type: ignore[call-overload,unused-ignore]
         self.model: SpaceTimeGenerator = g.eval()
         self._run: Any = torch.compile(self.model) if compile else self.model

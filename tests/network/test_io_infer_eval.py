@@ -304,3 +304,27 @@ def test_evaluate_dataset_matches_direct_metrics() -> None:
     assert torch.allclose(out, ref, atol=1e-6) and torch.allclose(gt01, (gt + 1) / 2)
     assert rep["psnr"] == pytest.approx(float(psnr(ref, gt01).mean()), rel=1e-5)
     assert rep["frames"] == 4 and "temporal" in rep
+
+
+def test_folded_batchnorm_computes_the_same_function() -> None:
+    from dvp_engine.network.generator import fold_batchnorm
+
+    g = SpaceTimeGenerator(GeneratorConfig(size=32, nw=2, ngf=8))
+    init_weights(g, generator=torch.Generator().manual_seed(2))
+    rng = torch.Generator().manual_seed(3)
+    for m in g.modules():  # running statistics far from the identity, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=rng) * 0.5)
+            m.running_var.copy_(torch.rand(m.num_features, generator=rng) * 2 + 0.1)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=rng) * 0.1)
+    g.eval()
+    x = torch.rand(3, 18, 32, 32) * 2 - 1
+    with torch.no_grad():
+        ref = g(x)
+        folded = fold_batchnorm(g)
+        out = folded(x)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d | torch.nn.Dropout) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in g.modules())  # the original is untouched
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(Renderer(g, device="cpu").render(x), ref, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(Renderer(g, device="cpu", fold_bn=False).render(x), ref, rtol=0, atol=0)
