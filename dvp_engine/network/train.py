@@ -68,6 +68,9 @@ class TrainConfig:
         fused_adam: fused Adam kernel on CUDA.
         compile: ``torch.compile`` G and D.
         num_workers: DataLoader worker processes (0: load in the main process).
+        gather_batches: build each batch at once on the training device from the per-frame sequence
+            (:meth:`PairDataset.gather`, datasets made by ``from_sequence``) instead of item by item on the CPU
+            through a DataLoader; the same batches, the same values.
         progress: show a tqdm progress bar.
     """
 
@@ -94,6 +97,7 @@ class TrainConfig:
     fused_adam: bool = True
     compile: bool = False
     num_workers: int = 0
+    gather_batches: bool = True
     progress: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -427,8 +431,8 @@ class Trainer:
             "loss_d_fake": loss_fake.detach(),
         }
 
-    def _loader(self, stop: int) -> DataLoader[Any]:
-        sampler = _StreamBatchSampler(
+    def _sampler(self, stop: int) -> _StreamBatchSampler:
+        return _StreamBatchSampler(
             len(self.train_set),
             self.config.batch,
             self.config.seed,
@@ -437,6 +441,17 @@ class Trainer:
             self.rank,
             self.world,
         )
+
+    def _batches(self, stop: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The training batches up to iteration ``stop``: gathered on the device when the dataset can."""
+        if self.config.gather_batches and self.train_set.gathers:
+            for ks in self._sampler(stop):
+                yield self.train_set.gather(ks, self.device)
+        else:
+            yield from self._loader(stop)
+
+    def _loader(self, stop: int) -> DataLoader[Any]:
+        sampler = self._sampler(stop)
         return DataLoader(
             self.train_set,
             batch_sampler=sampler,
@@ -477,7 +492,7 @@ class Trainer:
         count = 0
         t0 = time.perf_counter()
         try:
-            for vol, real in self._loader(stop):
+            for vol, real in self._batches(stop):
                 try:
                     losses = self.step(self._to_device(vol), self._to_device(real))
                 except torch.OutOfMemoryError as exc:

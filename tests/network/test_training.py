@@ -6,6 +6,7 @@ import json
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -239,3 +240,46 @@ def test_cuda_bf16_inference_matches_cpu_fp32() -> None:
     assert (out - cpu).abs().mean() < 0.02 and (
         out - cpu
     ).abs().max() < 0.2  # bf16 rounding, not a different net
+
+
+def _sequence(t: int = 9, nw: int = 3) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(5)
+    cond = rng.integers(0, 256, (t, 9, S, S), dtype=np.uint8)
+    frames = rng.integers(0, 256, (t, 3, S, S), dtype=np.uint8)
+    return cond, frames
+
+
+def test_gathered_batches_equal_stacked_items(tmp_path: Path) -> None:
+    cond, frames = _sequence()
+    np.save(tmp_path / "c.npy", cond)
+    mm = np.load(tmp_path / "c.npy", mmap_mode="r")  # a read-only memory map, as the pipeline's cache
+    ds = PairDataset.from_sequence(mm, frames, nw=3).subset([0, 1, 4, 7, 8])
+    assert ds.gathers and not PairDataset.from_arrays(*_data(n=2)).gathers
+    ks = [4, 0, 2, 2, 1]  # any order, repeats, the first frames' padded windows
+    vol, real = ds.gather(ks, "cpu")
+    assert vol.shape == (5, 27, S, S) and real.shape == (5, 3, S, S)
+    torch.testing.assert_close(vol, torch.stack([ds[k][0] for k in ks]), rtol=0, atol=0)
+    torch.testing.assert_close(real, torch.stack([ds[k][1] for k in ks]), rtol=0, atol=0)
+    with pytest.raises(TypeError, match="from_sequence"):
+        PairDataset.from_arrays(*_data(n=2)).gather([0])
+
+
+def test_training_on_gathered_batches_equals_the_data_loader(tmp_path: Path) -> None:
+    cond, frames = _sequence()
+    ds = PairDataset.from_sequence(cond, frames, nw=2)
+    a = Trainer(tmp_path / "a", ds, None, _cfg(iters=3, gather_batches=True))
+    a.train()
+    b = Trainer(tmp_path / "b", ds, None, _cfg(iters=3, gather_batches=False))  # seeds the RNGs afresh
+    b.train()
+    sa, sb = _state(a), _state(b)
+    assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
+
+
+@needs_cuda
+def test_cuda_gathered_batches_equal_stacked_items() -> None:
+    cond, frames = _sequence()
+    ds = PairDataset.from_sequence(cond, frames, nw=3)
+    vol, real = ds.gather([8, 0, 3], "cuda")
+    assert vol.device.type == "cuda"
+    torch.testing.assert_close(vol.cpu(), torch.stack([ds[k][0] for k in (8, 0, 3)]), rtol=0, atol=0)
+    torch.testing.assert_close(real.cpu(), torch.stack([ds[k][1] for k in (8, 0, 3)]), rtol=0, atol=0)
