@@ -218,7 +218,13 @@ class Trainer:
         self.amp = cuda and cfg.bf16
         self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
 
+        # The trainer's own random stream (dropout draws from the global RNGs): seeded here, swapped in while
+        # train() runs and saved in checkpoints, so a run does not depend on what else ran in the process.
+        outer = ck.get_rng_state()
         torch.manual_seed(cfg.seed)
+        self._rng: dict[str, Any] = ck.get_rng_state()
+        ck.set_rng_state(outer)
+        self._training = False
         gen = torch.Generator().manual_seed(cfg.seed)
         self.G = SpaceTimeGenerator(self.g_config)
         self.D = PatchDiscriminator(self.d_config)
@@ -323,7 +329,7 @@ class Trainer:
             )
         rng = state.get("rng_per_rank", {}).get(str(self.rank), state.get("rng"))
         if rng is not None:
-            ck.set_rng_state(rng)
+            self._rng = rng
         self._truncate_log()
 
     def save_checkpoint(self) -> Path | None:
@@ -334,7 +340,7 @@ class Trainer:
             "config": asdict(self.config),
             "generator": self.g_config.signature(),
             "discriminator": self.d_config.signature(),
-            "rng": ck.get_rng_state(),
+            "rng": ck.get_rng_state() if self._training else self._rng,
             "world_size": self.world,
             "train_size": len(self.train_set),
             "torch_version": torch.__version__,
@@ -473,6 +479,19 @@ class Trainer:
 
         Returns the last logged losses. Raises :class:`DvpError` on GPU out-of-memory (with the batch size).
         """
+        outer = ck.get_rng_state()
+        ck.set_rng_state(self._rng)
+        self._training = True
+        try:
+            return self._train(iters, on_log)
+        finally:
+            self._training = False
+            self._rng = ck.get_rng_state()
+            ck.set_rng_state(outer)
+
+    def _train(
+        self, iters: int | None, on_log: Callable[[int, dict[str, Any]], None] | None
+    ) -> dict[str, float]:
         from tqdm import tqdm
 
         cfg = self.config

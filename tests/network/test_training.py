@@ -268,8 +268,8 @@ def test_training_on_gathered_batches_equals_the_data_loader(tmp_path: Path) -> 
     cond, frames = _sequence()
     ds = PairDataset.from_sequence(cond, frames, nw=2)
     a = Trainer(tmp_path / "a", ds, None, _cfg(iters=3, gather_batches=True))
+    b = Trainer(tmp_path / "b", ds, None, _cfg(iters=3, gather_batches=False))
     a.train()
-    b = Trainer(tmp_path / "b", ds, None, _cfg(iters=3, gather_batches=False))  # seeds the RNGs afresh
     b.train()
     sa, sb = _state(a), _state(b)
     assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
@@ -283,3 +283,23 @@ def test_cuda_gathered_batches_equal_stacked_items() -> None:
     assert vol.device.type == "cuda"
     torch.testing.assert_close(vol.cpu(), torch.stack([ds[k][0] for k in (8, 0, 3)]), rtol=0, atol=0)
     torch.testing.assert_close(real.cpu(), torch.stack([ds[k][1] for k in (8, 0, 3)]), rtol=0, atol=0)
+
+
+def test_trainers_keep_their_own_random_stream(tmp_path: Path) -> None:
+    """Dropout draws from the global RNG; each trainer swaps in its own stream, so interleaving two trainers
+    (or disturbing the global RNG) changes nothing, and training leaves the caller's RNG as it was."""
+    vol, frame = _data(n=5)
+    ds = PairDataset.from_arrays(vol, frame)
+    alone = Trainer(tmp_path / "alone", ds, None, _cfg(iters=4))
+    alone.train()
+    a = Trainer(tmp_path / "a", ds, None, _cfg(iters=4))
+    other = Trainer(tmp_path / "o", ds, None, _cfg(iters=4, seed=9))
+    a.train(iters=2)
+    other.train()
+    torch.manual_seed(777)
+    before = torch.get_rng_state()
+    a.train()
+    assert torch.equal(torch.get_rng_state(), before)  # the caller's stream is untouched
+    sa, sb = _state(alone), _state(a)
+    assert [k for k in sa if not torch.equal(sa[k], sb[k])] == []
+    assert any(not torch.equal(sa[k], v) for k, v in _state(other).items())  # the guard: other seeds differ
