@@ -503,6 +503,7 @@ def render_portrait(
     track_label: str = "",
     progress: Callable[[int], None] | None = None,
     writers: int | None = None,
+    frames_per_chunk: int = 256,
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
@@ -523,6 +524,8 @@ def render_portrait(
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
         writers: threads writing frames (default ``min(8, CPU count)``).
+        frames_per_chunk: frames whose conditioning images are rendered and held at once (rounded up to whole batches;
+            memory stays bounded on long shots: 256 frames at 512 are 600 MB).
     """
     import torch
     import torch.nn.functional as F
@@ -554,14 +557,25 @@ def render_portrait(
     result = RenderResult([], skipped, seq.pattern(), [])
     if not todo:
         return result
-    # Conditioning for the todo frames and the windows before them.
-    rows = sorted(
-        {i for f in todo for i in range(max(0, track.index_of(f) - info.nw + 1), track.index_of(f) + 1)}
-    )
-    sub = track.select([int(track.frames[i]) for i in rows])
     dev = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
-    cond, mask = conditioning_frames(sub, framing, device=dev, batch=batch)
-    pos = {int(track.frames[i]): k for k, i in enumerate(rows)}
+
+    def conditioning(
+        part: list[int],
+    ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], dict[int, int]]:
+        """Conditioning images and feathered mattes of the frames ``part`` and the windows before them, and
+        each track frame's row in them (``frames_per_chunk`` at a time, so memory stays bounded)."""
+        rows = sorted(
+            {i for f in part for i in range(max(0, track.index_of(f) - info.nw + 1), track.index_of(f) + 1)}
+        )
+        cond, mask = conditioning_frames(
+            track.select([int(track.frames[i]) for i in rows]), framing, device=dev, batch=batch
+        )
+        return (
+            cond,
+            matte_from_mask(mask, feather * framing.size / 256.0),
+            {int(track.frames[i]): k for k, i in enumerate(rows)},
+        )
+
     renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
     digest = checkpoint_hash(model_dir)
     out_side = framing.size if output_size == "network" else framing.side
@@ -570,9 +584,8 @@ def render_portrait(
         if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
         else None
     )
-    mattes = matte_from_mask(mask, feather * framing.size / 256.0)
 
-    def volumes(chunk: list[int]) -> torch.Tensor:
+    def volumes(chunk: list[int], cond: npt.NDArray[np.uint8], pos: dict[int, int]) -> torch.Tensor:
         """``(B, 9 nw, S, S)`` on the renderer's device: the nw track frames ending at each frame of the chunk
         (before the track's start its first frame repeats); each conditioning frame converted once."""
         windows = []
@@ -617,11 +630,16 @@ def render_portrait(
         }
         return write_frame(seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement)
 
+    per_chunk = max(1, -(-frames_per_chunk // batch)) * batch  # whole batches
     with ThreadPoolExecutor(n_writers, thread_name_prefix="dvp-write") as pool:
         try:
             for start in range(0, len(todo), batch):
                 chunk = todo[start : start + batch]
-                out = renderer.render(volumes(chunk), on_device=True)  # post-processing on the device
+                if start % per_chunk == 0:
+                    cond, mattes, pos = conditioning(todo[start : start + per_chunk])
+                out = renderer.render(
+                    volumes(chunk, cond, pos), on_device=True
+                )  # post-processing on the device
                 rgb = (out.clamp(-1, 1) + 1) / 2
                 alpha = torch.from_numpy(mattes[[pos[f] for f in chunk]])[:, None].to(out.device)
                 if out_side != framing.size:

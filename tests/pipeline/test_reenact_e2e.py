@@ -275,9 +275,17 @@ def test_render_feeds_the_network_the_11_frames_ending_at_each_frame(
 
     monkeypatch.setattr(Renderer, "render", spy)
     wanted = [1, 2, 3, 15, 22]
-    render_portrait(job / "model", track, tmp_path / "o" / "f.####.exr", frames=wanted, batch=2, writers=1)
-    got = torch.cat(seen)
     cond, _ = conditioning_frames(track, info.framing)
     expect = torch.stack([stack_window(cond, track.index_of(f), info.nw) for f in wanted])
-    assert got.shape == expect.shape == (5, 9 * info.nw, 64, 64)
-    torch.testing.assert_close(got, expect, rtol=0, atol=1e-6)
+    # in one chunk, and a chunk (one batch of 2) at a time: the conditioning of each chunk is rendered apart
+    for n, per_chunk in enumerate((256, 1)):
+        seen.clear()
+        render_portrait(job / "model", track, tmp_path / f"o{n}" / "f.####.exr", frames=wanted, batch=2, writers=1,
+                        frames_per_chunk=per_chunk)  # fmt: skip
+        got = torch.cat(seen)
+        assert got.shape == expect.shape == (5, 9 * info.nw, 64, 64)
+        torch.testing.assert_close(got, expect, rtol=0, atol=1e-6)
+    for f in wanted:  # and the same frames
+        a, _ = read_image(tmp_path / "o0" / f"f.{f:04d}.exr")
+        b, _ = read_image(tmp_path / "o1" / f"f.{f:04d}.exr")
+        np.testing.assert_array_equal(a, b)
