@@ -184,6 +184,7 @@ def test_exr_data_window_round_trip_and_overscan(tmp_path: Path) -> None:
     assert np.all(full[mask] == 0)
     data, _ = read_image(path, window="data")
     np.testing.assert_array_equal(data, crop)
+    assert "data window: 24x20 at (30, 10) in a display window of 64x48" in image_info(path)
     # overscan: a data window reaching past the display window is cut to it
     over = write_image(tmp_path / "over.exr", crop, data_window=(-4, 40, 16, 48), dtype="float")
     cut, meta = read_image(over)
