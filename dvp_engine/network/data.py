@@ -19,6 +19,7 @@ __all__ = [
     "CHANNELS_PER_FRAME",
     "PairDataset",
     "current_colour",
+    "gather_windows",
     "held_out_split",
     "stack_window",
     "to_network_range",
@@ -125,11 +126,36 @@ def _to_tensor(a: ArrayLike) -> torch.Tensor:
     return t.to(torch.float32)
 
 
-def _rows(a: ArrayLike, rows: list[int]) -> ArrayLike:
-    """Rows of a numpy array / memory map (read lazily) or a tensor."""
+def _rows(a: ArrayLike, rows: list[int], device: torch.device) -> torch.Tensor:
+    """Rows of a numpy array / memory map (only those rows are read) or a tensor, as a tensor on ``device``."""
     if isinstance(a, torch.Tensor):
-        return a[torch.tensor(rows, dtype=torch.long, device=a.device)]
-    return np.ascontiguousarray(a[rows])
+        return a.index_select(0, torch.tensor(rows, dtype=torch.long, device=a.device)).to(device)
+    return torch.from_numpy(np.ascontiguousarray(a[rows])).to(device)
+
+
+def gather_windows(
+    conditioning: ArrayLike,
+    windows: Sequence[Sequence[int]],
+    device: torch.device | str = "cpu",
+    unit_range: bool = True,
+) -> torch.Tensor:
+    """Conditioning volumes of many windows at once: ``(B, 9*Nw, H, W)`` float32 in [-1, 1] on ``device``.
+
+    Args:
+        conditioning: per-frame images ``(T, 9, H, W)`` (uint8 or float, see :func:`to_network_range`): a
+            numpy array or memory map (only the rows the windows use are read) or a tensor on any device.
+        windows: B rows of Nw indices into ``conditioning``, oldest first (e.g. :func:`window_indices`).
+
+    Each frame the windows share is converted once and the windows are gathered from them on ``device``;
+    volume ``b`` equals ``torch.cat([to_network_range(conditioning[j]) for j in windows[b]])``.
+    """
+    dev = torch.device(device)
+    needed = sorted({j for w in windows for j in w})
+    at = {j: n for n, j in enumerate(needed)}
+    block = to_network_range(_rows(conditioning, needed, dev), unit_range)
+    idx = torch.tensor([[at[j] for j in w] for w in windows], device=dev)
+    h, w = block.shape[-2:]
+    return block[idx].reshape(len(windows), -1, h, w)
 
 
 class _Sequence:
@@ -266,23 +292,10 @@ class PairDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
         seq = self._sequence
         dev = torch.device(device)
         pos = [self.indices[k] for k in ks]
-        windows = [window_indices(i, seq.nw, 0) for i in pos]
-        if dev.type == "cpu":
-            needed = sorted({j for w in windows for j in w} | set(pos))
-            at = {j: n for n, j in enumerate(needed)}
-            cond = to_network_range(_rows(seq.conditioning, needed), seq.unit_range)
-            frames = to_network_range(_rows(seq.frames, needed), seq.unit_range)
-        else:
-            cond_all, frames_all = seq.on(dev)
-            needed = sorted({j for w in windows for j in w} | set(pos))
-            at = {j: n for n, j in enumerate(needed)}
-            sel = torch.tensor(needed, device=dev)
-            cond = to_network_range(cond_all.index_select(0, sel), seq.unit_range)
-            frames = to_network_range(frames_all.index_select(0, sel), seq.unit_range)
-        win = torch.tensor([[at[j] for j in w] for w in windows], device=cond.device)
-        cur = torch.tensor([at[i] for i in pos], device=cond.device)
-        b, (h, w) = len(pos), tuple(cond.shape[-2:])
-        return cond[win].reshape(b, CHANNELS_PER_FRAME * seq.nw, h, w), frames[cur]
+        # CUDA: the whole sequence lives on the GPU; the CPU reads only the rows a batch needs
+        cond, frames = seq.on(dev) if dev.type != "cpu" else (seq.conditioning, seq.frames)
+        volumes = gather_windows(cond, [window_indices(i, seq.nw, 0) for i in pos], dev, seq.unit_range)
+        return volumes, to_network_range(_rows(frames, pos, dev), seq.unit_range)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -534,7 +534,7 @@ def render_portrait(
     from dvp_engine.io.output import output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
-    from dvp_engine.network.data import CHANNELS_PER_FRAME, to_network_range
+    from dvp_engine.network.data import gather_windows, window_indices
 
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
@@ -564,9 +564,7 @@ def render_portrait(
     ) -> tuple[npt.NDArray[np.uint8], npt.NDArray[np.float32], dict[int, int]]:
         """Conditioning images and feathered mattes of the frames ``part`` and the windows before them, and
         each track frame's row in them (``frames_per_chunk`` at a time, so memory stays bounded)."""
-        rows = sorted(
-            {i for f in part for i in range(max(0, track.index_of(f) - info.nw + 1), track.index_of(f) + 1)}
-        )
+        rows = sorted({j for f in part for j in window_indices(track.index_of(f), info.nw)})
         cond, mask = conditioning_frames(
             track.select([int(track.frames[i]) for i in rows]), framing, device=dev, batch=batch
         )
@@ -587,17 +585,11 @@ def render_portrait(
 
     def volumes(chunk: list[int], cond: npt.NDArray[np.uint8], pos: dict[int, int]) -> torch.Tensor:
         """``(B, 9 nw, S, S)`` on the renderer's device: the nw track frames ending at each frame of the chunk
-        (before the track's start its first frame repeats); each conditioning frame converted once."""
-        windows = []
-        for f in chunk:
-            i = track.index_of(f)
-            windows.append([pos[int(track.frames[max(0, j)])] for j in range(i - info.nw + 1, i + 1)])
-        needed = sorted({k for w in windows for k in w})
-        at = {k: n for n, k in enumerate(needed)}
-        block = to_network_range(torch.from_numpy(np.ascontiguousarray(cond[needed])).to(renderer.device))
-        gather = torch.tensor([[at[k] for k in w] for w in windows], device=renderer.device)
-        s = framing.size
-        return block[gather].reshape(len(chunk), CHANNELS_PER_FRAME * info.nw, s, s)
+        (before the track's start its first frame repeats), as rows of ``cond``."""
+        windows = [
+            [pos[int(track.frames[j])] for j in window_indices(track.index_of(f), info.nw)] for f in chunk
+        ]
+        return gather_windows(cond, windows, renderer.device)
 
     params = track.params()
     n_writers = max(1, writers if writers is not None else min(8, os.cpu_count() or 1))
