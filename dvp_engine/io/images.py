@@ -195,14 +195,22 @@ def read_image(
     if arr.ndim == 2:
         arr = arr[:, :, None]
     data = np.ascontiguousarray(arr.reshape(spec.height, spec.width, spec.nchannels))
-    dx, dy = spec.x - spec.full_x, spec.y - spec.full_y
-    fw, fh = spec.full_width or spec.width, spec.full_height or spec.height
-    if (dx, dy, spec.width, spec.height) == (0, 0, fw, fh):
+    (x, y, w, h), (fx, fy, fw, fh) = _windows(spec)
+    if (x, y, w, h) == (fx, fy, fw, fh):
         return data, meta
-    meta["dvp:data_window"] = (dx, dy, spec.width, spec.height)
+    meta["dvp:data_window"] = (x - fx, y - fy, w, h)
     if window == "data":
         return data, meta
-    return paste(data, dx, dy, fw, fh), meta
+    return paste(data, x - fx, y - fy, fw, fh), meta
+
+
+def _windows(spec: Any) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """``(data window, display window)`` of an OIIO spec, each ``(x, y, width, height)`` in pixels (a format
+    without a display window has it equal to the data window)."""
+    data = (spec.x, spec.y, spec.width, spec.height)
+    if spec.full_width <= 0 or spec.full_height <= 0:
+        return data, data
+    return data, (spec.full_x, spec.full_y, spec.full_width, spec.full_height)
 
 
 def paste(data: npt.NDArray[Any], x: int, y: int, width: int, height: int) -> npt.NDArray[np.float32]:
@@ -232,15 +240,9 @@ def image_info(path: str | os.PathLike[str]) -> str:
         f"image {p} ({fmt})",
         f"  size: {spec.width}x{spec.height}, channels: {','.join(spec.channelnames)}, pixels: {spec.format}",
     ]
-    data_win, display_win = (
-        (spec.x, spec.y, spec.width, spec.height),
-        (spec.full_x, spec.full_y, spec.full_width, spec.full_height),
-    )
-    if data_win != display_win:
-        lines.append(
-            f"  data window: {spec.width}x{spec.height} at ({spec.x}, {spec.y}) in a display window of "
-            f"{spec.full_width}x{spec.full_height} at ({spec.full_x}, {spec.full_y})"
-        )
+    (x, y, w, h), (fx, fy, fw, fh) = _windows(spec)
+    if (x, y, w, h) != (fx, fy, fw, fh):
+        lines.append(f"  data window: {w}x{h} at ({x}, {y}) in a display window of {fw}x{fh} at ({fx}, {fy})")
     for key in sorted(meta):
         text = (
             repr(meta[key]) if not isinstance(meta[key], np.ndarray) else np.array2string(meta[key].ravel())

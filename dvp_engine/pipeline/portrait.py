@@ -1,12 +1,13 @@
 """The portrait pipeline's data steps: framing, conditioning images, video frames, training, rendering.
 
-Framing: the network sees a square crop of the plate (:meth:`Framing.choose`: the whole plate when it is square,
-else the smallest square holding the head and shoulders in every tracked frame), resized to the network size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled
-to S, so renders and video frames line up pixel for pixel. The crop is stored with the model
-(``model/dvp_model.json``) and reused at render time; rendered frames are written at the crop's resolution
-in the plate's pixels and placed in the plate: an EXR's data window is the crop inside a display window of the
-plate's size, so it lands where it belongs when merged over the plate (``--output-size crop`` writes the crop
-alone, ``--output-size network`` the S x S network image).
+Framing: the network sees a square crop of the plate (:meth:`Framing.choose`: the whole plate when it is
+square, else the smallest square holding the head and shoulders in every tracked frame), resized to the network
+size S. Conditioning images are rendered with the camera intrinsics moved into that crop and scaled to S, so
+renders and video frames line up pixel for pixel. The crop is stored with the model (``model/dvp_model.json``)
+and reused at render time; rendered frames are written at the crop's resolution in the plate's pixels and
+placed in the plate: an EXR's data window is the crop inside a display window of the plate's size, so it lands
+where it belongs when merged over the plate (``--output-size crop`` writes the crop alone, ``--output-size
+network`` the S x S network image).
 
 Caches: per-frame conditioning images and video frames are stored as uint8 ``.npy`` arrays ``(T, 9, S, S)``
 and ``(T, 3, S, S)`` (display-referred sRGB, 0..255), which :class:`dvp_engine.network.PairDataset` reads
@@ -71,10 +72,11 @@ class Framing:
         shoulders at 0.45 m); the crop is the square around the union of those squares, as large as the plate
         allows and shifted to stay inside it. A track with no valid frame gets :meth:`centred`.
         """
-        valid = valid_frames(track) & np.isfinite(track.params()).all(axis=1)
+        params = track.params()
+        valid = valid_frames(track) & np.isfinite(params).all(axis=1)
         if not valid.any():
             return cls.centred(track.width, track.height, size)
-        t = track.params()[valid][:, layout.FRAME_LAYOUT["translation"]]
+        t = params[valid][:, layout.FRAME_LAYOUT["translation"]]
         fx, fy, cx, cy = track.intrinsics
         z = np.maximum(t[:, 2], 1e-3)
         u = fx * t[:, 0] / z + cx
