@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from dvp_engine.tracking import eyes as E
+from dvp_engine.tracking.pipeline import read_source
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -143,15 +144,8 @@ def test_gaze_from_pupils_signs() -> None:
 
 
 def _read(path: Path, indices: list[int]) -> list[np.ndarray]:
-    av = pytest.importorskip("av")
-    want, out = set(indices), {}
-    with av.open(str(path)) as c:
-        for i, f in enumerate(c.decode(video=0)):
-            if i in want:
-                out[i] = f.to_ndarray(format="rgb24")
-            if i >= max(indices):
-                break
-    return [out[i] for i in indices]
+    """The given 0-based frames of a movie as (H, W, 3) uint8 RGB, through the engine's reader (frames from 1)."""
+    return read_source(path, [i + 1 for i in indices])[1]
 
 
 def _track(frames: list[np.ndarray]) -> list[np.ndarray]:

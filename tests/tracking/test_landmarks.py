@@ -9,6 +9,7 @@ import pytest
 
 from dvp_engine.tracking import landmarks as L
 from dvp_engine.tracking.detect import FrameError, as_rgb_uint8, downscale_grey, to_full_res
+from dvp_engine.tracking.pipeline import read_source
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 CLIP = DATA / "wda_kh.mp4"
@@ -22,17 +23,8 @@ MP_PAIRS = {
 
 
 def read_frames(path: Path, indices: list[int]) -> list[np.ndarray]:
-    """Decode the given 0-based frames of a movie as (H, W, 3) uint8 RGB with PyAV."""
-    av = pytest.importorskip("av")
-    want = set(indices)
-    out: dict[int, np.ndarray] = {}
-    with av.open(str(path)) as c:
-        for i, f in enumerate(c.decode(video=0)):
-            if i in want:
-                out[i] = f.to_ndarray(format="rgb24")
-            if i >= max(indices):
-                break
-    return [out[i] for i in indices]
+    """The given 0-based frames of a movie as (H, W, 3) uint8 RGB, through the engine's reader (frames from 1)."""
+    return read_source(path, [i + 1 for i in indices])[1]
 
 
 @pytest.fixture(scope="module")
