@@ -963,14 +963,6 @@ def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray
 
 
 # ------------------------------------------------------------------------------------------ main
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def write_model(out: Path, arrays: dict[str, np.ndarray], header: dict) -> None:
     """Validate with the runtime loader, then write float32/int32 arrays + JSON header reproducibly."""
     sys.path.insert(0, str(REPO))
@@ -1011,6 +1003,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: clip not found: {p}", file=sys.stderr)
             return 2
     import mediapipe
+
+    sys.path.insert(0, str(REPO))
+    from dvp_engine.core.atomic import sha256_file
 
     faces = mediapipe_triangles()
     clips: list[ClipLandmarks] = []

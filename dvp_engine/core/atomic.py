@@ -1,8 +1,10 @@
-"""Atomic file writes: write to a temporary file in the destination folder, then rename (stdlib only)."""
+"""File helpers (stdlib only): atomic writes (a temporary file in the destination folder, then a rename) and
+content hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -46,3 +48,12 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write UTF-8 ``text`` to ``path`` atomically."""
     write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex SHA-256 of a file's contents, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

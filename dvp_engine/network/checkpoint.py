@@ -20,7 +20,6 @@ that ``latest.json`` points to. Nothing is ever unpickled: weights are safetenso
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -35,7 +34,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from dvp_engine.core.atomic import write_text_atomic
+from dvp_engine.core.atomic import sha256_file, write_text_atomic
 from dvp_engine.core.errors import DvpError, SchemaError
 
 from .generator import ARCH_VERSION, GeneratorConfig, SpaceTimeGenerator
@@ -255,17 +254,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------------- checkpoint dirs
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def checkpoint_hash(path: str | Path) -> str:
     """sha256 (hex) of the generator weights a model path resolves to; for EXR metadata."""
-    return _sha256(resolve_generator_file(path))
+    return sha256_file(resolve_generator_file(path))
 
 
 def write_checkpoint(
@@ -297,11 +288,11 @@ def write_checkpoint(
         for stem, (mod, sig) in modules.items():
             f = tmp / f"{stem}.safetensors"
             save_module(f, mod, sig, {"dvp.iteration": str(iteration)})
-            hashes[f.name] = _sha256(f)
+            hashes[f.name] = sha256_file(f)
         for stem, opt in optimizers.items():
             f = tmp / f"{stem}.safetensors"
             save_optimizer(f, opt)
-            hashes[f.name] = _sha256(f)
+            hashes[f.name] = sha256_file(f)
         full = {"format": STATE_FORMAT, "iteration": iteration, **state, "files": hashes}
         (tmp / STATE_FILE).write_text(json.dumps(full, indent=1, sort_keys=True), encoding="utf-8")
         for f in tmp.iterdir():
@@ -372,7 +363,7 @@ def verify_files(checkpoint: str | Path, state: dict[str, Any]) -> None:
         f = ck / name
         if not f.is_file():
             raise CheckpointError("checkpoint file missing", path=f)
-        if _sha256(f) != digest:
+        if sha256_file(f) != digest:
             raise CheckpointError(
                 "checkpoint file is truncated or corrupt (sha256 differs from state.json)", path=f
             )

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dvp_engine.core.atomic import write_text_atomic
+from dvp_engine.core.atomic import sha256_file, write_text_atomic
 
 log = logging.getLogger("dvp")
 
@@ -31,7 +31,7 @@ def _describe(value: Any) -> Any:
         if value.is_file():
             st = value.stat()
             if st.st_size <= SMALL_FILE:  # small files by content: rewriting the same bytes changes nothing
-                return {"path": str(value), "sha256": hashlib.sha256(value.read_bytes()).hexdigest()}
+                return {"path": str(value), "sha256": sha256_file(value)}
             return {"path": str(value), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         if value.is_dir():
             files = sorted(p for p in value.rglob("*") if p.is_file() and not p.name.startswith("."))
