@@ -43,7 +43,17 @@ import numpy as np
 
 from dvp_engine.core import sh as _sh
 
-from .xp import Array, bilinear_sample, cholesky_solve, euler_rotation, gram, matmul_tn, segment_min_mask
+from .xp import (
+    Array,
+    asnumpy,
+    bilinear_sample,
+    cholesky_solve,
+    euler_rotation,
+    gram,
+    matmul_tn,
+    namespace_of,
+    segment_min_mask,
+)
 
 # ---------------------------------------------------------------------------------------------------- layout
 #: Local (per-frame) unknowns in the solver's own order (not the FaceTrack packed order).
@@ -346,7 +356,7 @@ def vertex_normals(xp: types.ModuleType, verts: Array, faces: Array) -> Array:
 def project(xc: Array, intrinsics: tuple[float, float, float, float]) -> Array:
     """Pinhole projection of camera-frame points ``(..., 3)`` to pixels ``(..., 2)``."""
     fx, fy, cx, cy = intrinsics
-    xp = _ns(xc)
+    xp = namespace_of(xc)
     z = xp.maximum(xc[..., 2], 1e-6)
     return xp.stack([fx * xc[..., 0] / z + cx, fy * xc[..., 1] / z + cy], axis=-1)
 
@@ -354,7 +364,7 @@ def project(xc: Array, intrinsics: tuple[float, float, float, float]) -> Array:
 def projection_jacobian(xc: Array, intrinsics: tuple[float, float, float, float]) -> Array:
     """``d pixel / d X_cam``: ``(..., 2, 3)``."""
     fx, fy, _, _ = intrinsics
-    xp = _ns(xc)
+    xp = namespace_of(xc)
     z = xp.maximum(xc[..., 2], 1e-6)
     iz = 1.0 / z
     zero = xp.zeros_like(z)
@@ -396,12 +406,6 @@ def visibility(
     near = segment_min_mask(xp, key.reshape(-1), depth.reshape(-1), settings.depth_tolerance).reshape(b, n)
     ok = near & (facing > settings.grazing_cos)
     return ok[:, subset].astype(xp.float64)
-
-
-def _ns(a: Array) -> types.ModuleType:
-    from .xp import namespace_of
-
-    return namespace_of(a)
 
 
 # ---------------------------------------------------------------------------------------------------- residuals
@@ -638,7 +642,7 @@ def solve_tracking(
         if not do_photo:
             act[SH] = False
     else:
-        act = np.asarray(active if isinstance(active, np.ndarray) else _to_np(active), bool)
+        act = np.asarray(asnumpy(active), bool)
     idx = xp.asarray(np.flatnonzero(act))
     wreg, target = local_regulariser(m, settings)
     lam = xp.full(b, settings.damping)
@@ -759,12 +763,6 @@ def solve_identity(
             lam = min(lam * 8.0, 1e4)
     final = Linearisation(lin.r, None, None, lin.energy, lin.land_err, lin.photo_err, lin.n_visible)
     return s[ALPHA], s[BETA], x, final
-
-
-def _to_np(a: Array) -> np.ndarray:
-    from .xp import asnumpy
-
-    return asnumpy(a)
 
 
 # ---------------------------------------------------------------------------------------------------- pose init
