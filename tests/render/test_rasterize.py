@@ -4,6 +4,7 @@ perspective-correct interpolation, gradients, and bad input."""
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pytest
@@ -248,34 +249,12 @@ def test_inference_path_equals_autograd_path() -> None:
     torch.testing.assert_close(fast.interpolate(colours), slow.interpolate(colours).detach())
 
 
-def _uv_sphere(nu: int = 16, nv: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    th = np.linspace(0, np.pi, nv + 1)[1:-1]
-    ph = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    pts = [[0.0, 0.0, 1.0]] + [
-        [np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)] for t in th for p in ph
-    ]
-    pts.append([0.0, 0.0, -1.0])
-
-    def ring(i: int, j: int) -> int:
-        return 1 + i * nu + (j % nu)
-
-    faces = [[0, ring(0, j), ring(0, j + 1)] for j in range(nu)]
-    for i in range(nv - 2):
-        for j in range(nu):
-            faces += [
-                [ring(i, j), ring(i + 1, j), ring(i + 1, j + 1)],
-                [ring(i, j), ring(i + 1, j + 1), ring(i, j + 1)],
-            ]
-    faces += [[len(pts) - 1, ring(nv - 2, j + 1), ring(nv - 2, j)] for j in range(nu)]
-    return np.asarray(pts), np.asarray(faces)
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_closed_convex_mesh_is_hit_exactly_twice(seed: int) -> None:
+def test_closed_convex_mesh_is_hit_exactly_twice(seed: int, uv_sphere: Any) -> None:
     # every view ray through a closed convex mesh crosses it exactly twice: counts other than 0 and 2 would be
     # cracks or double hits (silhouette edges fold: both triangles own the centre, or neither)
     rng = np.random.default_rng(seed)
-    v, f = _uv_sphere()
+    v, f = uv_sphere()
     rot = euler_to_matrix(torch.tensor(rng.uniform(-180, 180, 3))).numpy()
     vc = (v * 0.1) @ rot.T + np.array([*rng.uniform(-0.02, 0.02, 2), 0.5])
     cam = Camera(200.0, 200.0, 31.5, 31.5, 64, 64)

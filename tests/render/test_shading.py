@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import pytest
@@ -76,27 +77,9 @@ def test_single_band_picks_its_channel() -> None:
     assert float(out[..., 0].abs().max()) == 0.0 and float(out[..., 2].abs().max()) == 0.0
 
 
-def test_vertex_normals_of_a_sphere_point_outward() -> None:
+def test_vertex_normals_of_a_sphere_point_outward(uv_sphere: Any) -> None:
     # UV sphere, triangles wound so that (v1 - v0) x (v2 - v0) points out
-    nu, nv = 24, 12
-    th = np.linspace(0, np.pi, nv + 1)[1:-1]
-    ph = np.linspace(0, 2 * np.pi, nu, endpoint=False)
-    pts = [[0.0, 0.0, 1.0]]
-    for t in th:
-        for p in ph:
-            pts.append([np.sin(t) * np.cos(p), np.sin(t) * np.sin(p), np.cos(t)])
-    pts.append([0.0, 0.0, -1.0])
-    v = np.asarray(pts)
-    ring = lambda i, j: 1 + i * nu + (j % nu)  # noqa: E731
-    faces = [[0, ring(0, j), ring(0, j + 1)] for j in range(nu)]
-    for i in range(nv - 2):
-        for j in range(nu):
-            faces += [
-                [ring(i, j), ring(i + 1, j), ring(i + 1, j + 1)],
-                [ring(i, j), ring(i + 1, j + 1), ring(i, j + 1)],
-            ]
-    last = len(v) - 1
-    faces += [[last, ring(nv - 2, j + 1), ring(nv - 2, j)] for j in range(nu)]
+    v, faces = uv_sphere(24, 12)
     n = vertex_normals(torch.tensor(v[None]), torch.tensor(faces))[0].numpy()
     cos = np.sum(n * v, axis=-1)
     assert cos.min() > 0.99
