@@ -17,6 +17,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from dvp_engine.pipeline.portrait import OUTPUT_SIZES
+
 from .common import Progress, progress_mode
 from .options import add_device, add_frames, apply_curve_files, parse_frames, resolve_device
 
@@ -35,7 +37,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=int, default=16, help="frames per forward pass (halved on GPU OOM)")
     p.add_argument(
         "--output-size",
-        choices=("plate", "crop", "network"),
+        choices=OUTPUT_SIZES,
         default="plate",
         help="plate (default): the face crop at the plate's resolution, placed in the plate (EXR data window; "
         "other formats padded to the plate size); crop: the crop alone; network: the network's S x S image",
