@@ -220,11 +220,10 @@ class Trainer:
 
         # The trainer's own random stream (dropout draws from the global RNGs): seeded here, swapped in while
         # train() runs and saved in checkpoints, so a run does not depend on what else ran in the process.
-        outer = ck.get_rng_state()
-        torch.manual_seed(cfg.seed)
         self._rng: dict[str, Any] = ck.get_rng_state()
-        ck.set_rng_state(outer)
         self._training = False
+        with self._own_rng():
+            torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
         self.G = SpaceTimeGenerator(self.g_config)
         self.D = PatchDiscriminator(self.d_config)
@@ -479,11 +478,17 @@ class Trainer:
 
         Returns the last logged losses. Raises :class:`DvpError` on GPU out-of-memory (with the batch size).
         """
+        with self._own_rng():
+            return self._train(iters, on_log)
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        """Swap the trainer's random stream in for the block, keep where it got to, give the caller's back."""
         outer = ck.get_rng_state()
         ck.set_rng_state(self._rng)
         self._training = True
         try:
-            return self._train(iters, on_log)
+            yield
         finally:
             self._training = False
             self._rng = ck.get_rng_state()
