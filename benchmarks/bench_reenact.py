@@ -90,24 +90,16 @@ def main() -> int:
 def bench_cuda(job: Path) -> dict[str, object]:
     """1000-frame transfer + render on CUDA with the trained model (no training), in seconds."""
     import numpy as np
-    import torch
 
     from dvp_engine.core import FaceTrack
-    from dvp_engine.pipeline.portrait import render_portrait
-    from dvp_engine.transfer import transfer
 
     target = FaceTrack.load(job / "work" / "target.npz")
     reps = int(np.ceil(1000 / target.n_frames))
     idx = np.concatenate([np.arange(target.n_frames) if r % 2 == 0 else np.arange(target.n_frames)[::-1]
                           for r in range(reps)])[:1000]  # fmt: skip
     long = target.replace(frames=np.arange(1, 1001), channels={k: v[idx] for k, v in target.channels.items()})
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    new, _ = transfer(long, long, "full")
-    with tempfile.TemporaryDirectory() as d:
-        render_portrait(job / "model", new, Path(d) / "f.####.exr", device="cuda", batch=64, overwrite=True)
-    torch.cuda.synchronize()
-    return {"seconds": round(time.perf_counter() - t0, 2), "gpu": torch.cuda.get_device_name(0)}
+    timing = time_render(job / "model", long, "cuda", 64)
+    return {"seconds": timing["seconds_total_excluding_training"], "gpu": timing["gpu"]}
 
 
 def synthetic_track(n: int, width: int = 512, height: int = 512):  # noqa: ANN201
@@ -167,37 +159,48 @@ def bench_render_only(n: int, device: str, batch: int) -> dict[str, object]:
     """N-frame transfer + render (conditioning, network, EXR writing) with an untrained paper-size model."""
     import torch
 
-    from dvp_engine.pipeline.portrait import render_portrait
-    from dvp_engine.transfer import transfer
-
     dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
-    sync = torch.cuda.synchronize if dev.startswith("cuda") else (lambda: None)
     with tempfile.TemporaryDirectory() as d:
         track = synthetic_track(n)
         untrained_model(Path(d) / "model", track)
-        # warm-up: kernels, cuDNN autotuning, allocator
-        render_portrait(Path(d) / "model", track, Path(d) / "w" / "f.####.exr", frames=[int(track.frames[0])],
-                        device=dev, batch=batch)  # fmt: skip
+        timing = time_render(Path(d) / "model", track, dev, batch)
+    return {
+        "benchmark": "reenact_render_only",
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
+        "settings": {"frames": n, "plate": [512, 512], "size": 256, "ngf": 64, "batch": batch, "device": dev},
+        **timing,
+        "target_seconds_1000_frames_h100": 30,
+    }
+
+
+def time_render(model_dir: Path, track, device: str, batch: int) -> dict[str, object]:  # noqa: ANN001
+    """Transfer (full, the track onto itself) + render of every track frame to EXR, after a one-frame warm-up
+    (kernels, cuDNN autotuning, allocator); seconds, frames and output size."""
+    import torch
+
+    from dvp_engine.pipeline.portrait import render_portrait
+    from dvp_engine.transfer import transfer
+
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    with tempfile.TemporaryDirectory() as d:
+        render_portrait(model_dir, track, Path(d) / "w" / "f.####.exr", frames=[int(track.frames[0])],
+                        device=device, batch=batch)  # fmt: skip
         sync()
         t0 = time.perf_counter()
         new, _ = transfer(track, track, "full")
         t_transfer = time.perf_counter() - t0
-        res = render_portrait(Path(d) / "model", new, Path(d) / "o" / "f.####.exr", device=dev, batch=batch)
+        res = render_portrait(model_dir, new, Path(d) / "o" / "f.####.exr", device=device, batch=batch)
         sync()
         total = time.perf_counter() - t0
         size_mb = sum(p.stat().st_size for p in (Path(d) / "o").iterdir()) / 1e6
     out: dict[str, object] = {
-        "benchmark": "reenact_render_only",
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
-        "settings": {"frames": n, "plate": [512, 512], "size": 256, "ngf": 64, "batch": batch, "device": dev},
         "frames_written": len(res.written),
         "seconds_total_excluding_training": round(total, 2),
         "seconds_transfer": round(t_transfer, 3),
-        "ms_per_frame": round(1000 * total / n, 2),
+        "ms_per_frame": round(1000 * total / track.n_frames, 2),
         "exr_megabytes": round(size_mb, 1),
-        "target_seconds_1000_frames_h100": 30,
     }
-    if dev.startswith("cuda"):
+    if device.startswith("cuda"):
         out["gpu"] = torch.cuda.get_device_name(0)
         out["events"] = res.events
     return out
