@@ -44,7 +44,6 @@ __all__ = [
     "correspondence_codes",
     "eye_fill_triangles",
     "render_conditioning",
-    "window_indices",
 ]
 
 CHANNELS_PER_FRAME = 9
@@ -406,7 +405,7 @@ class ConditioningRenderer:
         # pupil centre and iris normal per (frame, eye), camera frame
         d = gaze_direction(gaze[:, 0::2], gaze[:, 1::2])  # (B, 2, 3) head frame
         centre = centres + self.eyeball_radius * d  # (B, 2, 3) model frame
-        centre_cam = centre @ rot.transpose(-1, -2) + trans[:, None, :]
+        centre_cam = apply_pose(centre, rot, trans)
         normal_cam = d @ rot.transpose(-1, -2)
         pe = frame * 2 + eye
         c = centre_cam.reshape(-1, 3).index_select(0, pe)
@@ -464,11 +463,6 @@ def render_conditioning(
     return r.render(params, identity, reflectance, camera, size, eyeball_follows_face=eyeball_follows_face)
 
 
-def window_indices(index: int, nw: int = 11) -> list[int]:
-    """The ``nw`` sequence positions of the window ending at ``index`` (oldest first), clamped at 0."""
-    return [max(0, i) for i in range(index - nw + 1, index + 1)]
-
-
 def build_volumes(frames_cond: Any, indices: Sequence[int] | torch.Tensor, nw: int = 11) -> torch.Tensor:
     """Space-time conditioning volumes for the network.
 
@@ -489,8 +483,8 @@ def build_volumes(frames_cond: Any, indices: Sequence[int] | torch.Tensor, nw: i
     idx = torch.as_tensor(indices, dtype=torch.int64).reshape(-1).to(fc.device)
     if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= n_frames):
         raise RenderInputError(f"window indices must be in 0..{n_frames - 1}, got {idx.tolist()}")
-    offsets = torch.arange(-(nw - 1), 1, device=fc.device)
-    win = (idx[:, None] + offsets[None]).clamp_min(0)  # (B, nw)
-    vol = fc.index_select(0, win.reshape(-1)).to(torch.float32)  # (B * nw, 9, H, W)
-    h, w = fc.shape[2], fc.shape[3]
-    return vol.reshape(idx.numel(), nw * CHANNELS_PER_FRAME, h, w) * 2.0 - 1.0
+    if idx.numel() == 0:
+        return torch.zeros(0, nw * CHANNELS_PER_FRAME, fc.shape[2], fc.shape[3], device=fc.device)
+    from dvp_engine.network.data import gather_windows, window_indices
+
+    return gather_windows(fc, [window_indices(i, nw) for i in idx.tolist()], fc.device)
