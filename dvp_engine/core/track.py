@@ -27,6 +27,7 @@ import numpy.typing as npt
 from . import layout
 from .atomic import atomic_path
 from .errors import InputError, SchemaError
+from .frames import FrameSet
 
 SCHEMA: Final = "FaceTrack.1"
 
@@ -162,6 +163,24 @@ class FaceTrack:
                 f"not in track (track holds {first}-{last}, {len(self.frames)} frames)", frame=int(frame)
             )
         return i
+
+    def frames_of(self, frames: FrameSet | str | Iterable[int] | None = None) -> list[int]:
+        """The frame numbers ``frames`` names (a :class:`FrameSet`, a range such as ``"1001-1100x2"``, or
+        numbers; None: every frame of the track), each checked to be in the track (:class:`InputError`
+        naming the frame and the track's range otherwise)."""
+        if frames is None:
+            return [int(f) for f in self.frames]
+        wanted = [int(f) for f in (FrameSet.parse(frames) if isinstance(frames, str) else frames)]
+        for f in wanted:
+            self.index_of(f)
+        return wanted
+
+    def tracker_setting(self, name: str, default: Any = None) -> Any:
+        """A setting of the tracker that made this track (``metadata["tracker"]["settings"]``), else
+        ``default``."""
+        tracker = self.metadata.get("tracker", {})
+        settings = tracker.get("settings", {}) if isinstance(tracker, dict) else {}
+        return settings.get(name, default) if isinstance(settings, dict) else default
 
     def channel(self, name: str) -> npt.NDArray[np.float32]:
         """Values of one channel ``(F,)``; ``KeyError`` listing valid names if absent."""

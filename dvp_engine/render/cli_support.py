@@ -53,22 +53,10 @@ class RenderSummary:
     size: tuple[int, int] = (0, 0)
 
 
-def _wanted_frames(track: FaceTrack, frames: FrameSet | str | Iterable[int] | None) -> list[int]:
-    if frames is None:
-        return [int(f) for f in track.frames]
-    fs = FrameSet.parse(frames) if isinstance(frames, str) else frames
-    wanted = [int(f) for f in fs]
-    for f in wanted:
-        track.index_of(f)  # InputError naming the frame and the track's range
-    return wanted
-
-
 def eyeball_follows_face(track: FaceTrack) -> bool:
     """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
     the pupils where the tracker did."""
-    tracker = track.metadata.get("tracker", {})
-    settings = tracker.get("settings", {}) if isinstance(tracker, dict) else {}
-    return bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
+    return bool(track.tracker_setting("eyeball_follows_face", False))
 
 
 def render_conditioning_sequence(
@@ -112,7 +100,7 @@ def render_conditioning_sequence(
     track_path = Path(track_path)
     out_pattern = Path(out_pattern)
     track = FaceTrack.load(track_path)
-    wanted = _wanted_frames(track, frames)
+    wanted = track.frames_of(frames)
     suffix = out_pattern.suffix.lower()
     if not preview and suffix not in _MULTI_CHANNEL:
         raise InputError(

@@ -29,11 +29,12 @@ from .tracker import FrameObservation, from_packed
 
 
 def project_track_frame(
-    model: Any, track: FaceTrack, index: int
+    model: Any, track: FaceTrack, index: int, row: npt.NDArray[np.float64] | None = None
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Camera-frame vertices ``(N, 3)``, their pixels ``(N, 2)`` and the camera-frame rotation ``(3, 3)`` of
-    one track row (model evaluated with the track's identity, expression and blinks)."""
-    params = track.params()[index : index + 1]
+    one track row (model evaluated with the track's identity, expression and blinks). ``row``: that row of
+    ``track.params()`` when the caller has it (packing the track is per call otherwise)."""
+    params = (track.params()[index] if row is None else row)[None]
     local, _ = from_packed(params)
     verts = np.asarray(
         model.vertices(track.identity.astype(np.float64), local[:, 6:70], local[:, 70:72]), np.float64
@@ -47,19 +48,24 @@ def project_track_frame(
 
 
 def gaze_rays(
-    model: Any, track: FaceTrack, index: int, length: float = 0.03
+    model: Any,
+    track: FaceTrack,
+    index: int,
+    length: float = 0.03,
+    row: npt.NDArray[np.float64] | None = None,
 ) -> list[tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
-    """``[(pupil_px (2,), ray_end_px (2,))]`` for the left then right eye of one track row."""
-    params = track.params()[index]
+    """``[(pupil_px (2,), ray_end_px (2,))]`` for the left then right eye of one track row (``row``: as in
+    :func:`project_track_frame`)."""
+    params = track.params()[index] if row is None else row
     rot = euler_to_matrix(params[layout.FRAME_LAYOUT["rotation"]], degrees=False)
     t = params[layout.FRAME_LAYOUT["translation"]]
     gaze = np.rad2deg(params[layout.FRAME_LAYOUT["gaze"]])
     fx, fy, cx, cy = track.intrinsics
-    settings = track.metadata.get("tracker", {}).get("settings", {})
-    follows = bool(settings.get("eyeball_follows_face", False)) if isinstance(settings, dict) else False
-    expr = params[layout.FRAME_LAYOUT["expression"]]
-    verts = np.asarray(model.vertices(track.identity.astype(np.float64), expr[None]), np.float64)[0]
-    mean = np.asarray(model.mean_shape, np.float64)
+    follows = bool(track.tracker_setting("eyeball_follows_face", False))
+    if follows:  # the whole mesh, only when the eyeballs follow their eye openings
+        expr = params[layout.FRAME_LAYOUT["expression"]]
+        verts = np.asarray(model.vertices(track.identity.astype(np.float64), expr[None]), np.float64)[0]
+        mean = np.asarray(model.mean_shape, np.float64)
     out = []
     for e, (centre, loop) in enumerate(
         ((model.eyeball_left_center, model.eye_left_loop), (model.eyeball_right_center, model.eye_right_loop))
@@ -129,15 +135,22 @@ def rasterise_vertex_colours(
 
 
 def model_colours(
-    model: Any, track: FaceTrack, index: int, xc: npt.NDArray[np.float64]
+    model: Any,
+    track: FaceTrack,
+    index: int,
+    xc: npt.NDArray[np.float64],
+    row: npt.NDArray[np.float64] | None = None,
+    albedo: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]:
-    """Per-vertex model colour ``(N, 3)`` of one track row: albedo times SH shading (camera-frame normals)."""
+    """Per-vertex model colour ``(N, 3)`` of one track row: albedo times SH shading (camera-frame normals).
+    ``row`` and ``albedo`` (``(N, 3)``, the track's reflectance): when the caller has them already."""
     from .solver import sh_basis, vertex_normals
 
-    params = track.params()[index]
+    params = track.params()[index] if row is None else row
     normals = vertex_normals(np, xc[None], np.asarray(model.faces, np.int64))[0]
     gamma = params[layout.FRAME_LAYOUT["sh"]].reshape(9, 3)
-    albedo = np.asarray(model.albedo(track.reflectance.astype(np.float64)), np.float64)[0]
+    if albedo is None:
+        albedo = np.asarray(model.albedo(track.reflectance.astype(np.float64)), np.float64)[0]
     out: npt.NDArray[np.float64] = np.clip(albedo * (sh_basis(np, normals) @ gamma), 0.0, 1.0)
     return out
 
@@ -214,16 +227,7 @@ def draw_overlay(
         from dvp_engine.facemodel import load_default_model
 
         model = load_default_model()
-    if frames is None:
-        wanted = [int(f) for f in track.frames]
-    elif isinstance(frames, str):
-        from dvp_engine.core.frames import parse_frames
-
-        wanted = list(parse_frames(frames).frames)
-    else:
-        wanted = [int(f) for f in frames]
-    for f in wanted:
-        track.index_of(f)  # raises a clear InputError naming the frame
+    wanted = track.frames_of(frames)  # a clear InputError names a frame the track lacks
     if isinstance(frames_source, str | Path):
         numbers, images, _ = read_source(frames_source, wanted)
         by_number = dict(zip(numbers, images, strict=True))
@@ -239,6 +243,10 @@ def draw_overlay(
     lm_idx = np.asarray(model.landmarks68)
     conf = track.channels.get(layout.CONFIDENCE, np.ones(track.n_frames, np.float32))
     valid = track.channels.get(layout.VALID, np.ones(track.n_frames, np.float32))
+    params = track.params()  # once: packing the track per frame would be quadratic in its length
+    albedo = (
+        np.asarray(model.albedo(track.reflectance.astype(np.float64)), np.float64)[0] if shaded > 0 else None
+    )
     written: list[Path] = []
     for f in wanted:
         i = track.index_of(f)
@@ -247,10 +255,10 @@ def draw_overlay(
             img = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
         h, w = img.shape[:2]
         base = img[..., :3].astype(np.float64) / 255.0
-        xc, pix, _ = project_track_frame(model, track, i)
+        xc, pix, _ = project_track_frame(model, track, i, params[i])
         if shaded > 0:
             shade, mask = rasterise_vertex_colours(
-                pix, xc[:, 2], model_colours(model, track, i, xc), faces, base
+                pix, xc[:, 2], model_colours(model, track, i, xc, params[i], albedo), faces, base
             )
             base = np.where(mask[..., None], (1 - shaded) * base + shaded * shade, base)
         buf = oiio.ImageBuf(oiio.ImageSpec(w, h, 3, oiio.FLOAT))
@@ -277,7 +285,7 @@ def draw_overlay(
                         _dot(oiio, buf, x, y, (1.0, 0.0, 1.0), 2)
         for x, y in pix[lm_idx]:
             _dot(oiio, buf, x, y, (0.1, 0.9, 1.0), 1)
-        for p0, p1 in gaze_rays(model, track, i):
+        for p0, p1 in gaze_rays(model, track, i, row=params[i]):
             oiio.ImageBufAlgo.render_line(
                 buf, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), (1.0, 0.9, 0.0)
             )
