@@ -52,6 +52,7 @@ from .xp import (
     gram,
     matmul_tn,
     namespace_of,
+    scatter_add_rows,
     segment_min_mask,
 )
 
@@ -347,8 +348,7 @@ def vertex_normals(xp: types.ModuleType, verts: Array, faces: Array) -> Array:
     t = faces.shape[0]
     idx = (xp.arange(b, dtype=xp.int64)[:, None, None] * n + faces[None]).reshape(-1)  # (B*T*3,)
     vals = xp.broadcast_to(fn[:, :, None, :], (b, t, 3, 3)).reshape(-1, 3)
-    acc = xp.stack([xp.bincount(idx, weights=vals[:, d], minlength=b * n) for d in range(3)], axis=1)
-    acc = acc.reshape(b, n, 3)
+    acc = scatter_add_rows(xp, idx, vals, b * n).reshape(b, n, 3)
     norm = xp.sqrt(xp.sum(acc * acc, axis=-1, keepdims=True))
     return acc / xp.maximum(norm, 1e-12)
 

@@ -62,7 +62,7 @@ def synthetic_scene(
     """
     rng = np.random.default_rng(seed)
     intr = default_intrinsics(size, size)
-    m = S.prepare_model(model, np, S.SolverSettings())
+    landmarks = np.asarray(model.landmarks68)
     local = np.zeros((n_frames, S.N_LOCAL))
     local[:, S.ROT] = np.deg2rad(rng.uniform(-12, 12, (n_frames, 3)))
     local[:, S.TRANS] = np.array([0.01, -0.005, 0.7]) + rng.normal(size=(n_frames, 3)) * [0.005, 0.005, 0.02]
@@ -87,6 +87,6 @@ def synthetic_scene(
             d = layout.gaze_direction(np.rad2deg(gaze[f, 2 * e]), np.rad2deg(gaze[f, 2 * e + 1]))
             p = rot @ (c + model.eyeball_radius * d) + packed[f, 3:6]
             pupils.append(S.project(p[None], intr)[0])
-        lm = pix[m.landmarks] + rng.normal(size=(68, 2)) * 0.3
+        lm = pix[landmarks] + rng.normal(size=(68, 2)) * 0.3
         obs.append(FrameObservation(lm, 1.0, np.array(pupils) + rng.normal(size=(2, 2)) * 0.05, np.ones(2)))
     return packed, images, obs, intr
