@@ -381,14 +381,18 @@ def resolve_generator_file(path: str | Path) -> Path:
     return p
 
 
-def _compare(sig: dict[str, Any], expect: dict[str, Any], path: Path) -> None:
+def compare_signature(
+    sig: dict[str, Any], expect: dict[str, Any], path: Path, what: str = "architecture"
+) -> None:
+    """Raise :class:`ArchitectureMismatchError` naming every field of ``expect`` that a checkpoint's
+    signature ``sig`` has otherwise (``what``: how the message names the thing compared)."""
     diffs = [
         f"{k} is {sig.get(k)!r} in the checkpoint, {v!r} expected"
         for k, v in expect.items()
         if sig.get(k) != v
     ]
     if diffs:
-        raise ArchitectureMismatchError("architecture mismatch: " + "; ".join(diffs), path=path)
+        raise ArchitectureMismatchError(f"{what} mismatch: " + "; ".join(diffs), path=path)
 
 
 def load_generator(
@@ -419,10 +423,10 @@ def load_generator(
         raise CheckpointError(f"unreadable architecture signature ({exc})", path=f) from exc
     if sig.get("kind") != "dvp.SpaceTimeGenerator":
         raise ArchitectureMismatchError(f"checkpoint holds a {sig.get('kind')!r}, not a generator", path=f)
-    _compare(sig, {"arch_version": ARCH_VERSION}, f)
-    _compare(sig, cfg.signature(), f)  # derived fields (channels, levels) must agree with this code
+    compare_signature(sig, {"arch_version": ARCH_VERSION}, f)
+    compare_signature(sig, cfg.signature(), f)  # derived fields (channels, levels) must agree with this code
     if expect:
-        _compare(sig, expect, f)
+        compare_signature(sig, expect, f)
     g = SpaceTimeGenerator(cfg)
     load_module_state(g, f, tensors)
     return g.to(device).eval()

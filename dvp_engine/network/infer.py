@@ -16,9 +16,16 @@ from dvp_engine.core.errors import DvpError
 from .checkpoint import load_generator
 from .generator import SpaceTimeGenerator, fold_batchnorm
 
-__all__ = ["Renderer", "infer"]
+__all__ = ["Renderer", "infer", "resolve_device"]
 
 log = logging.getLogger("dvp.network")
+
+
+def resolve_device(name: str | torch.device) -> torch.device:
+    """``"auto"``: CUDA when torch sees a GPU, else the CPU; any other name as torch reads it."""
+    if isinstance(name, str) and name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 class Renderer:
@@ -52,11 +59,7 @@ class Renderer:
     ) -> None:
         if batch < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
-        dev = (
-            torch.device("cuda" if torch.cuda.is_available() else "cpu")
-            if device == "auto"
-            else torch.device(device)
-        )
+        dev = resolve_device(device)
         self.device = dev
         cuda = dev.type == "cuda"
         self.bf16 = cuda if bf16 is None else (bf16 and cuda)

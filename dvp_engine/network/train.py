@@ -38,6 +38,7 @@ from .data import PairDataset, current_colour
 from .discriminator import DiscriminatorConfig, PatchDiscriminator, init_weights
 from .evaluate import to_unit, write_contact_sheet
 from .generator import GeneratorConfig, SpaceTimeGenerator
+from .infer import resolve_device
 
 __all__ = ["TrainConfig", "Trainer"]
 
@@ -147,12 +148,6 @@ class _StreamBatchSampler(Sampler[list[int]]):
         return max(0, self.stop - self.start)
 
 
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def _distributed_env() -> tuple[int, int, int]:
     """(rank, world size, local rank) from torchrun's environment; (0, 1, 0) when not launched by it."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -210,7 +205,7 @@ class Trainer:
             use_ddp = True
         else:
             self.rank, self.world, local_rank, use_ddp = 0, 1, 0, False
-        self.device = _resolve_device(cfg.device)
+        self.device = resolve_device(cfg.device)
         if use_ddp and self.device.type == "cuda":
             self.device = torch.device("cuda", local_rank)
             torch.cuda.set_device(self.device)
@@ -304,16 +299,7 @@ class Trainer:
             ("generator", self.g_config.signature()),
             ("discriminator", self.d_config.signature()),
         ):
-            saved = state.get(name, {})
-            diffs = [
-                f"{k} is {saved.get(k)!r} in the checkpoint, {v!r} here"
-                for k, v in sig.items()
-                if saved.get(k) != v
-            ]
-            if diffs:
-                raise ck.ArchitectureMismatchError(
-                    f"{name} architecture mismatch: " + "; ".join(diffs), path=d
-                )
+            ck.compare_signature(state.get(name, {}), sig, d, what=f"{name} architecture")
         ck.load_module_state(self.G, d / ck.GENERATOR_FILE)
         ck.load_module_state(self.D, d / ck.DISCRIMINATOR_FILE)
         ck.load_optimizer_state(self.opt_g, d / ck.OPTIM_G_FILE)

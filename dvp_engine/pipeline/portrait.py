@@ -389,6 +389,7 @@ def train_portrait(
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
     from dvp_engine.network.checkpoint import CheckpointError
     from dvp_engine.network.data import held_out_split
+    from dvp_engine.network.infer import resolve_device
 
     track = FaceTrack.load(track_path)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -404,7 +405,7 @@ def train_portrait(
         source,
         crop,
         model_dir / "cache",
-        device="cuda" if device.startswith("cuda") else "cpu",
+        device=resolve_device(device).type,
         progress=progress,
     )
     cond = np.load(cond_path, mmap_mode="r")
@@ -537,6 +538,7 @@ def render_portrait(
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
     from dvp_engine.network.data import gather_windows, window_indices
+    from dvp_engine.network.infer import resolve_device
 
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
@@ -555,11 +557,12 @@ def render_portrait(
     fs = FrameSet.from_frames(wanted)
     seq = output_sequence(out_pattern, fs, overwrite=overwrite or resume)
     skipped = [f for f in wanted if resume and not overwrite and seq.path(f).exists()]
-    todo = [f for f in wanted if f not in set(skipped)]
+    skip = set(skipped)
+    todo = [f for f in wanted if f not in skip]
     result = RenderResult([], skipped, seq.pattern(), [])
     if not todo:
         return result
-    dev = "cuda" if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()) else "cpu"
+    dev = resolve_device(device).type
 
     def conditioning(
         part: list[int],
