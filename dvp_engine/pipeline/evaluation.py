@@ -44,7 +44,7 @@ def evaluate_model(
 
     from dvp_engine.network import PairDataset, Renderer
     from dvp_engine.network.checkpoint import latest_checkpoint, read_state
-    from dvp_engine.network.data import current_colour
+    from dvp_engine.network.data import to_network_range
     from dvp_engine.network.evaluate import (
         evaluate_dataset,
         evaluate_frames,
@@ -72,7 +72,7 @@ def evaluate_model(
     ds = PairDataset.from_sequence(cond, video, info.nw, indices=held)
     renderer = Renderer(model_dir, device=device, batch=batch)
     report["model"], out, gt = evaluate_dataset(renderer.render, ds, batch)
-    inputs = to_unit(current_colour(torch.stack([ds[k][0] for k in range(len(ds))]), info.nw))
+    inputs = to_unit(to_network_range(np.asarray(cond[held])[:, :3]))  # the current frames' colour renders
 
     # nearest-neighbour retrieval over the training frames
     chans = np.stack([track.channels[c] for c in NN_CHANNELS], axis=1).astype(np.float64)

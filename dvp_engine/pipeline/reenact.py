@@ -178,16 +178,16 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         }
         return Step("transfer", run, [new_npz], inputs)
 
-    def frames_wanted() -> list[int]:
-        new = FaceTrack.load(new_npz)
-        return [f for f in (s.frames or [int(x) for x in new.frames]) if f in set(new.frames.tolist())]
+    def frames_wanted(new: FaceTrack) -> list[int]:
+        have = set(new.frames.tolist())
+        return [f for f in (s.frames or [int(x) for x in new.frames]) if f in have]
 
     def render_step() -> Step:
         inputs = {"track": new_npz, "model": model_dir / "latest.json", "frames": s.frames}
 
         def run() -> None:
             new = FaceTrack.load(new_npz)
-            wanted = frames_wanted()
+            wanted = frames_wanted(new)
             done = [0]
             # An interrupted render of the same inputs resumes; changed inputs re-render every frame.
             marker = out / "frames" / ".dvp-render"
