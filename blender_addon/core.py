@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # type checkers see the source tree's copy
         CurveSet,
         DvpError,
         FaceTrack,
+        ImageSequence,
         InputError,
         Key,
         SchemaError,
@@ -40,6 +41,7 @@ else:
                 "tools/build_blender_addon.py or put the dvp repository on PYTHONPATH"
             ) from exc
     FaceTrack = _core.FaceTrack
+    ImageSequence = _core.ImageSequence
     CurveSet = _core.CurveSet
     Curve = _core.Curve
     Key = _core.Key
@@ -61,6 +63,7 @@ __all__ = [
     "CurveSet",
     "DvpError",
     "FaceTrack",
+    "ImageSequence",
     "InputError",
     "Key",
     "SchemaError",

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import re
 import subprocess
 import threading
 import time
@@ -22,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .core import ImageSequence
 from .core import cli_protocol as _protocol
 
 ENV_VAR = _protocol.ENV_VAR
@@ -204,21 +204,11 @@ def reenact_command(
     return cmd + ["--progress", "lines"]
 
 
-def reenact_output(job: str | Path) -> str:
-    """The EXR pattern ``dvp reenact`` writes inside its job folder."""
-    return str(Path(job) / "frames" / "frame.####.exr")
+reenact_output = _protocol.reenact_output
 
 
 def sequence_files(pattern: str, first: int, last: int) -> list[Path]:
-    """The existing files of a ``name.####.exr`` pattern (one ``#`` per digit) between two frames."""
-    m = re.search(r"#+", pattern)
-    if m is None:
-        raise ValueError(f"output pattern needs #### for the frame number, got {pattern!r}")
-    width = len(m.group(0))
-    out = []
-    for f in range(first, last + 1):
-        sign = "-" if f < 0 else ""
-        p = Path(pattern[: m.start()] + sign + str(abs(f)).zfill(width) + pattern[m.end() :])
-        if p.is_file():
-            out.append(p)
-    return out
+    """The existing files of an output pattern between two frames, named as ``dvp`` names them
+    (:class:`ImageSequence`: ``####`` or a lone ``#`` is four digits, ``%04d``, ``@@@`` ...)."""
+    seq = ImageSequence.parse(pattern)
+    return [p for p in (seq.path(f) for f in range(first, last + 1)) if p.is_file()]

@@ -112,6 +112,11 @@ class DvpNotFound(RuntimeError):
     """The ``dvp`` executable could not be found; the message says where it looked and how to set it."""
 
 
+def reenact_output(job: str | os.PathLike[str]) -> str:
+    """The EXR pattern ``dvp reenact`` writes its frames to inside a job folder."""
+    return str(Path(job) / "frames" / "frame.####.exr")
+
+
 def find_dvp(
     setting: str = "",
     environ: Mapping[str, str] | None = None,

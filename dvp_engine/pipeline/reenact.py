@@ -23,6 +23,7 @@ import numpy as np
 
 from dvp_engine.core import CurveSet, FaceTrack, apply_curves
 from dvp_engine.core.atomic import write_text_atomic
+from dvp_engine.core.cli_protocol import reenact_output
 from dvp_engine.core.errors import DvpError
 
 from .portrait import (
@@ -90,7 +91,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
     tgt_npz, src_npz, new_npz = work / "target.npz", work / "source.npz", work / "reenacted.npz"
     same = Path(s.source).resolve() == Path(s.target).resolve()
     model_dir = s.model if s.model is not None else out / "model"
-    pattern = str(out / "frames" / "frame.####.exr")
+    pattern = reenact_output(out)
     report: list[str] = []
 
     def stage_cb(name: str) -> Callable[[str, int, int], None] | None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dvp_engine.core import DvpError, FaceTrack, FrameSet
+from dvp_engine.core.cli_protocol import reenact_output
 
 from . import anim, host, mapping, runner
 from .protocols import Node
@@ -205,7 +206,7 @@ def render_command(node: Node) -> tuple[list[str], str]:
         cmd += ["--mode", _str(node, "reenact_mode") or "full", "-o", job, "--frames", frames]
         if model:
             cmd += ["--model", model]
-        return cmd + ["--progress", "lines"], str(Path(job) / "frames" / "frame.####.exr")
+        return cmd + ["--progress", "lines"], reenact_output(job)
     track = _str(node, "track_file")
     if not model or not track:
         raise DvpNukeError("set the 'model' and 'track' knobs (Track or Import Track first)")

@@ -471,3 +471,21 @@ def test_rendered_crop_lands_on_the_plate_where_the_model_crop_is(
     lit = np.argwhere(px[..., 0] > 0.5)
     assert (w, h) == (64, 48)
     assert tuple(lit.min(0)) == (6, 10) and tuple(lit.max(0)) == (29, 33) and len(lit) == 24 * 24
+
+
+def test_sequence_files_name_frames_as_dvp_does(tmp_path: Path) -> None:
+    """The add-on finds the frames dvp wrote: a lone ``#`` is four digits (ImageSequence), ``##`` two."""
+    from blender_addon import runner
+
+    for name in ("a.0001.exr", "a.0003.exr", "b.07.exr", "c.0002.exr"):
+        (tmp_path / name).write_bytes(b"x")
+    assert runner.sequence_files(str(tmp_path / "a.#.exr"), 1, 3) == [
+        tmp_path / "a.0001.exr",
+        tmp_path / "a.0003.exr",
+    ]
+    assert runner.sequence_files(str(tmp_path / "a.####.exr"), 1, 3) == [
+        tmp_path / "a.0001.exr",
+        tmp_path / "a.0003.exr",
+    ]
+    assert runner.sequence_files(str(tmp_path / "b.##.exr"), 5, 9) == [tmp_path / "b.07.exr"]
+    assert runner.sequence_files(str(tmp_path / "c.%04d.exr"), 1, 2) == [tmp_path / "c.0002.exr"]
