@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # type checkers see the source tree's copy
     import dvp_engine.core as _core
     from dvp_engine.core import (
+        MOVIE_SUFFIXES,
         Curve,
         CurveSet,
         DvpError,
@@ -42,6 +43,7 @@ else:
             ) from exc
     FaceTrack = _core.FaceTrack
     ImageSequence = _core.ImageSequence
+    MOVIE_SUFFIXES = _core.MOVIE_SUFFIXES
     CurveSet = _core.CurveSet
     Curve = _core.Curve
     Key = _core.Key
@@ -59,6 +61,7 @@ core: ModuleType = _core
 from_vendored: bool = _core.__name__ == f"{__package__}.dvp_core"
 
 __all__ = [
+    "MOVIE_SUFFIXES",
     "Curve",
     "CurveSet",
     "DvpError",

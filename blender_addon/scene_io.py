@@ -18,7 +18,7 @@ import numpy.typing as npt
 from mathutils import Matrix
 
 from . import convert, keyframes
-from .core import Curve, CurveSet, FaceTrack, InputError, Key, apply_curves, curves, layout
+from .core import MOVIE_SUFFIXES, Curve, CurveSet, FaceTrack, InputError, Key, apply_curves, curves, layout
 
 HEAD_MARK = "dvp_head"
 """Custom property marking the head Empty (its value is the source track's path)."""
@@ -27,7 +27,6 @@ CHANNELS_PROP = "dvp_channels"
 ACTION_NAME = "DVP head"
 CAMERA_NAME = "DVP Camera"
 HEAD_NAME = "DVP Head"
-MOVIE_EXTENSIONS = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".mxf", ".m4v"}
 
 _DESCRIPTIONS = {
     "gaze.left.x": "actor's left eye yaw, degrees (+ looks toward image right)",
@@ -157,7 +156,7 @@ def add_plate(camera: bpy.types.Object, plate: Path, first_frame: int) -> None:
     cam = camera.data
     cam.show_background_images = True
     bg = cam.background_images.new()
-    if plate.suffix.lower() in MOVIE_EXTENSIONS:
+    if plate.suffix.lower() in MOVIE_SUFFIXES:
         clip = bpy.data.movieclips.load(str(plate))
         clip.frame_start = first_frame
         bg.source = "MOVIE_CLIP"

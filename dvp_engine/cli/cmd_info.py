@@ -18,11 +18,10 @@ import numpy as np
 
 from dvp_engine.core import CurveSet, FaceTrack
 from dvp_engine.core.errors import InputError
+from dvp_engine.core.sequence import MOVIE_SUFFIXES, ImageSequence, is_pattern
 
 NAME = "info"
 HELP = "summarise a track, curve file, face model, movie or image sequence"
-
-MOVIE_SUFFIXES = {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf"}
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -45,9 +44,7 @@ def _npz_schema(path: Path) -> str | None:
 def summarise(path_text: str) -> str:
     """The summary text for one path (raises :class:`DvpError` with the file named)."""
     path = Path(path_text)
-    if any(tok in path.name for tok in ("#", "%", "@")):
-        from dvp_engine.core.sequence import ImageSequence
-
+    if is_pattern(path_text):
         seq = ImageSequence.parse(path_text).scan()
         return seq.summary()
     if not path.exists():

@@ -8,10 +8,11 @@ from . import layout
 from .curves import Curve, CurveSet, Key, apply_curves
 from .errors import DvpError, InputError, SchemaError
 from .frames import FrameSet, parse_frames
-from .sequence import ImageSequence
+from .sequence import MOVIE_SUFFIXES, ImageSequence
 from .track import FaceTrack
 
 __all__ = [
+    "MOVIE_SUFFIXES",
     "Curve",
     "CurveSet",
     "DvpError",

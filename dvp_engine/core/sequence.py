@@ -44,6 +44,10 @@ PatternStyle = Literal["printf", "hash", "oiio"]
 
 _PRINTF: Final = re.compile(r"%(0?)(\d*)d")
 _HASHES: Final = re.compile(r"[#@]+")
+MOVIE_SUFFIXES: Final = frozenset(
+    {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".mpg", ".mpeg", ".gif"}
+)
+"""File suffixes read as movies (decoded by PyAV), not as images or image sequences."""
 # a concrete file name: the last run of digits in the stem (the part before the extension)
 _CONCRETE: Final = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[A-Za-z][A-Za-z0-9]*)*)$")
 

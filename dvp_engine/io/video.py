@@ -29,14 +29,11 @@ import numpy.typing as npt
 from dvp_engine.core.atomic import atomic_path
 from dvp_engine.core.errors import DvpError, InputError
 from dvp_engine.core.frames import FrameSet
-from dvp_engine.core.sequence import ImageSequence, is_pattern
+from dvp_engine.core.sequence import MOVIE_SUFFIXES, ImageSequence, is_pattern
 
 __all__ = ["MOVIE_SUFFIXES", "Video", "open_video", "read_frames", "write_video"]
 
 log = logging.getLogger(__name__)
-
-MOVIE_SUFFIXES = frozenset({".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".mpg", ".mpeg", ".gif"})
-_FLOAT_FORMATS = frozenset({"openexr", "hdr", "fits", "pfm"})
 
 
 def _frames_arg(frames: FrameSet | str | Iterable[int] | None) -> FrameSet | None:
