@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
 
 from dvp_engine.core.cli_protocol import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, format_error, format_progress
 from dvp_engine.core.errors import DvpError
@@ -28,8 +26,6 @@ __all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
 log = logging.getLogger("dvp")
 
 EXIT_INTERRUPTED = 130
-
-T = TypeVar("T")
 
 
 class UsageError(DvpError):
@@ -115,14 +111,6 @@ class Progress:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def track_progress(items: Iterable[T], total: int, desc: str, mode: str) -> Iterator[T]:
-    """Iterate ``items`` reporting progress after each (frame number = item if it is an int)."""
-    with Progress(total, desc, mode) as bar:
-        for item in items:
-            yield item
-            bar.step(item if isinstance(item, int) else None)
 
 
 def report_error(exc: BaseException) -> None:

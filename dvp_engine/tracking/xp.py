@@ -140,26 +140,6 @@ def bilinear_sample(xp: types.ModuleType, images: Array, x: Array, y: Array) -> 
     return top + (bot - top) * fy, inside
 
 
-def image_gradients(xp: types.ModuleType, images: Array) -> Array:
-    """Central-difference gradients of images (one-sided at the border).
-
-    Args:
-        images: ``(B, H, W, C)``.
-
-    Returns:
-        ``(B, H, W, 2 * C)``: the x-derivatives of the C channels, then the y-derivatives (per pixel).
-    """
-    gx = xp.zeros_like(images)
-    gy = xp.zeros_like(images)
-    gx[:, :, 1:-1] = 0.5 * (images[:, :, 2:] - images[:, :, :-2])
-    gx[:, :, 0] = images[:, :, 1] - images[:, :, 0]
-    gx[:, :, -1] = images[:, :, -1] - images[:, :, -2]
-    gy[:, 1:-1] = 0.5 * (images[:, 2:] - images[:, :-2])
-    gy[:, 0] = images[:, 1] - images[:, 0]
-    gy[:, -1] = images[:, -1] - images[:, -2]
-    return xp.concatenate([gx, gy], axis=-1)
-
-
 def box_blur(xp: types.ModuleType, images: Array, radius: int) -> Array:
     """Separable box blur of ``(B, H, W, C)`` images with a ``(2 radius + 1)`` window (edge clamped)."""
     if radius <= 0:

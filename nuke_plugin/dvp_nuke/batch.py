@@ -19,6 +19,7 @@ from pathlib import Path
 
 from dvp_engine.core import CurveSet, DvpError, FaceTrack, FrameSet, apply_curves
 from dvp_engine.core.atomic import write_text_atomic
+from dvp_engine.core.cli_protocol import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, format_error
 
 from .nkscript import nk_snippet
 
@@ -62,25 +63,21 @@ def cli_main(argv: Sequence[str] | None = None) -> int:
 def run_args(args: argparse.Namespace) -> int:
     """Write the ``.nk`` file for parsed arguments; returns the exit code (0, 1 or 2)."""
     if args.output_script.suffix != ".nk":
-        print(f"dvp: error: {args.output_script}: the output must end in .nk", file=sys.stderr)
-        return 2
+        return _error(f"{args.output_script}: the output must end in .nk", EXIT_USAGE)
     if args.output_script.exists() and not args.overwrite:
-        print(f"dvp: error: {args.output_script}: exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
+        return _error(f"{args.output_script}: exists; pass --overwrite to replace it", EXIT_USAGE)
     if args.frames:
         try:
             FrameSet.parse(args.frames)
         except ValueError as exc:
-            print(f"dvp: error: --frames: {exc}", file=sys.stderr)
-            return 2
+            return _error(f"--frames: {exc}", EXIT_USAGE)
     try:
         track = FaceTrack.load(args.track)
         for c in args.curves:
             try:
                 track = apply_curves(track, CurveSet.load(c))
             except KeyError as exc:
-                print(f"dvp: error: {c}: {exc.args[0]}", file=sys.stderr)
-                return 2
+                return _error(f"{c}: {exc.args[0]}", EXIT_USAGE)
         text = nk_snippet(
             track,
             name=args.name,
@@ -93,10 +90,15 @@ def run_args(args: argparse.Namespace) -> int:
         )
         write_text_atomic(args.output_script, text)
     except DvpError as exc:
-        print(f"dvp: error: {exc}", file=sys.stderr)
-        return 1
+        return _error(str(exc), EXIT_FAILURE)
     print(f"dvp: wrote {args.output_script} ({track.n_frames} frames, node {args.name})", file=sys.stderr)
-    return 0
+    return EXIT_OK
+
+
+def _error(message: str, code: int) -> int:
+    """Print ``message`` as a ``dvp: error:`` line on stderr; returns ``code``."""
+    print(format_error(message), file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":
