@@ -47,6 +47,7 @@ def main() -> int:
     import torch
 
     from dvp_engine.cli.main import main as dvp
+    from dvp_engine.pipeline.steps import JobState
     from tools.demo import HELD_OUT, SAMPLE, edit_curves
 
     out = args.keep or Path(tempfile.mkdtemp(prefix="dvp_bench_"))
@@ -62,8 +63,8 @@ def main() -> int:
     total = time.perf_counter() - t0
     if code:
         return code
-    state = json.loads((out / ".dvp-job.json").read_text())["done"]
-    cache_state = json.loads((out / "model" / "cache" / ".dvp-job.json").read_text())["done"]
+    state = JobState.load(out).done
+    cache_state = JobState.load(out / "model" / "cache").done
     result: dict[str, object] = {
         "benchmark": "reenact_demo",
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__},
@@ -159,7 +160,9 @@ def bench_render_only(n: int, device: str, batch: int) -> dict[str, object]:
     """N-frame transfer + render (conditioning, network, EXR writing) with an untrained paper-size model."""
     import torch
 
-    dev = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+    from dvp_engine.network.infer import resolve_device
+
+    dev = str(resolve_device(device))
     with tempfile.TemporaryDirectory() as d:
         track = synthetic_track(n)
         untrained_model(Path(d) / "model", track)

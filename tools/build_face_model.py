@@ -966,6 +966,7 @@ def named_controls(shapes: np.ndarray, person_of: np.ndarray, coeffs: np.ndarray
 def write_model(out: Path, arrays: dict[str, np.ndarray], header: dict) -> None:
     """Validate with the runtime loader, then write float32/int32 arrays + JSON header reproducibly."""
     sys.path.insert(0, str(REPO))
+    from dvp_engine.core.atomic import write_text_atomic
     from dvp_engine.facemodel.model import FaceModel, write_npz
 
     final = {}
@@ -978,9 +979,7 @@ def write_model(out: Path, arrays: dict[str, np.ndarray], header: dict) -> None:
     write_npz(out, final)
     # human-readable copy of the header (provenance, diagnostics) beside the model, for reviews and diffs
     sidecar = out.with_suffix(".json")
-    tmp = sidecar.with_name(f".{sidecar.name}.tmp")
-    tmp.write_text(json.dumps(header, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, sidecar)
+    write_text_atomic(sidecar, json.dumps(header, indent=1, sort_keys=True) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

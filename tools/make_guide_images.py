@@ -34,7 +34,7 @@ def main() -> int:
     from dvp_engine.core import FaceTrack
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.network import Renderer
-    from dvp_engine.network.data import stack_window
+    from dvp_engine.network.data import stack_window, window_indices
     from dvp_engine.network.evaluate import to_unit, write_contact_sheet
     from dvp_engine.pipeline.portrait import ModelInfo, conditioning_frames
     from dvp_engine.transfer import transfer
@@ -50,7 +50,7 @@ def main() -> int:
     for mode in (None, *MODES):
         new = target if mode is None else transfer(source, target, mode, mouth_weights=weights)[0]
         i = new.index_of(args.frame)
-        window = new.select([int(new.frames[max(0, j)]) for j in range(i - info.nw + 1, i + 1)])
+        window = new.select([int(new.frames[j]) for j in window_indices(i, info.nw)])
         cond, _ = conditioning_frames(window, info.framing)
         vol = stack_window(cond, info.nw - 1, info.nw)[None]
         out = renderer.render(vol)
