@@ -13,9 +13,22 @@ from pathlib import Path
 from .errors import DvpError
 
 
+def _file_mode() -> int:
+    """The mode ``open()`` gives a new file: 0o666 less the process's umask (read once, at import)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_FILE_MODE = _file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same extension); on success rename it over ``path``.
+
+    The file gets the mode a newly created file would (0o666 less the umask), not the temporary file's
+    private 0600, so renders and tracks are readable by the rest of a farm as any other output.
 
     On an exception the temporary file is removed and ``path`` is left as it was, so an interrupted
     write never leaves a half-written file. Raises :class:`DvpError` if the folder is not writable.
@@ -30,6 +43,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise DvpError(f"cannot write in folder ({exc.strerror})", path=folder) from exc
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes a private (0600) file and the rename keeps its mode: give it an ordinary file's mode
+    with contextlib.suppress(OSError):
+        os.chmod(tmp, _FILE_MODE)
     try:
         yield tmp
         os.replace(tmp, dest)

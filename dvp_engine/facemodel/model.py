@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -553,7 +552,6 @@ def write_npz(path: str | Path, arrays: Mapping[str, np.ndarray]) -> None:
     """
     with atomic_path(path) as tmp:
         _write_zip(tmp, arrays, path)
-        os.chmod(tmp, 0o644)  # an ordinary readable file, not the temporary file's private mode
 
 
 def _write_zip(tmp: Path, arrays: Mapping[str, np.ndarray], path: str | Path) -> None:

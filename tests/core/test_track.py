@@ -168,3 +168,20 @@ def test_core_imports_neither_torch_nor_oiio() -> None:
     )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_atomic_writes_get_an_ordinary_file_mode(tmp_path: Path) -> None:
+    """A temporary file is private (0600); the file renamed into place has the mode a new file gets (0666 less
+    the umask), like any other output a farm reads."""
+    import os
+    import stat
+
+    from dvp_engine.core.atomic import write_text_atomic
+
+    umask = os.umask(0)
+    os.umask(umask)
+    write_text_atomic(tmp_path / "a.json", "{}")
+    plain = tmp_path / "b.json"
+    plain.write_text("{}")
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
