@@ -50,37 +50,13 @@ def read_source(
         ``(frame numbers, (H, W, 3) uint8 sRGB images, frame rate)``; the rate of an image sequence is taken
         as 25 fps.
     """
-    from dvp_engine.io.video import MOVIE_SUFFIXES, open_video, read_frames
-
-    rate = Fraction(25)
-    if Path(source).suffix.lower() in MOVIE_SUFFIXES:
-        if not Path(source).is_file():
-            raise InputError("video file not found", path=source)
-        with open_video(source) as video:
-            rate = Fraction(video.rate)
-    numbers: list[int] = []
-    images: list[npt.NDArray[np.uint8]] = []
-    bad: dict[int, str] = {}
-
-    def on_error(exc: Exception) -> None:
-        frame = getattr(exc, "frame", None)
-        if frame is None:
-            raise exc
-        bad[int(frame)] = f"unreadable frame ({exc})"
-
-    for num, rgb in read_frames(source, frames, on_error=on_error if errors is not None else None):
-        numbers.append(int(num))
-        images.append(_to_uint8(rgb))
-    if not numbers:
+    rate = source_rate(source)
+    pairs = list(stream_source(source, frames, errors=errors))
+    read = [img for _, img in pairs if img is not None]
+    if not read:
         raise InputError("no readable frames", path=source)
-    if bad and errors is not None:
-        errors.update(bad)
-        blank = np.zeros_like(images[0])
-        for f in bad:
-            k = int(np.searchsorted(numbers, f))
-            numbers.insert(k, f)
-            images.insert(k, blank)
-    return numbers, images, rate
+    blank = np.zeros_like(read[0])
+    return [n for n, _ in pairs], [blank if img is None else img for _, img in pairs], rate
 
 
 def stream_source(
@@ -157,24 +133,23 @@ def _to_uint8(img: npt.NDArray[Any]) -> npt.NDArray[np.uint8]:
 
 # ---------------------------------------------------------------------------------------------------- landmarks
 def default_landmark_source() -> LandmarkSource:
-    """The landmarks module's dlib tracker (68 landmarks, box tracking, re-detection; pupils from the eyes
-    module when present), as a :data:`LandmarkSource`. Falls back to :class:`DlibLandmarks` (per-frame dlib
-    detection, no pupils) when that module is unavailable."""
-    try:
-        from .landmarks import LandmarkTracker
-    except ImportError:
-        return DlibLandmarks()
+    """The landmarks module's dlib tracker (68 landmarks, box tracking, re-detection) with pupils from the
+    eyes module, as a :data:`LandmarkSource`."""
+    from .landmarks import LandmarkTracker
+
     return ObservationAdapter(LandmarkTracker())
 
 
 class ObservationAdapter:
     """Turns a :class:`~dvp_engine.tracking.landmarks.LandmarkSource` (``track(image) -> LandmarkResult``) into
     a :data:`LandmarkSource` of :class:`FrameObservation`, adding pupils from :mod:`dvp_engine.tracking.eyes`
-    when that module is present."""
+    (or the ``eyes`` module given)."""
 
     def __init__(self, source: Any, eyes: Any = None) -> None:
+        from . import eyes as eyes_module
+
         self.source = source
-        self.eyes = eyes if eyes is not None else _eyes_module()
+        self.eyes = eyes if eyes is not None else eyes_module
 
     def __call__(self, img: npt.NDArray[np.uint8]) -> FrameObservation:
         res = self.source.track(img)
@@ -198,14 +173,6 @@ def source_name(src: Any) -> str:
     if isinstance(src, ObservationAdapter) and src.eyes is not None:
         name += " + eyes"
     return str(name)
-
-
-def _eyes_module() -> Any:
-    try:
-        from . import eyes
-    except ImportError:
-        return None
-    return eyes
 
 
 def _observation_from(res: Any, img: npt.NDArray[np.uint8], eyes: Any) -> FrameObservation:
@@ -241,46 +208,6 @@ def _measure_pupils(eyes: Any, img: npt.NDArray[np.uint8], pts: npt.NDArray[np.f
     if pupils is None:
         return None, np.zeros(2)
     return np.asarray(pupils, np.float64), np.asarray(getattr(e, "pupil_confidence", np.ones(2)), np.float64)
-
-
-class DlibLandmarks:
-    """A minimal dlib landmark source: HOG face detector on every frame (largest face) + the 68-point
-    predictor shipped by ``face-recognition-models``. No pupils (gaze is then held at zero)."""
-
-    def __init__(self, upsample: int = 0) -> None:
-        import importlib.util
-
-        import dlib
-
-        spec = importlib.util.find_spec("face_recognition_models")
-        if spec is None or not spec.submodule_search_locations:
-            raise RuntimeError(
-                "face-recognition-models is not installed (it ships the 68-point dlib predictor)"
-            )
-        path = (
-            Path(list(spec.submodule_search_locations)[0])
-            / "models"
-            / "shape_predictor_68_face_landmarks.dat"
-        )
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(str(path))
-        self.upsample = upsample
-        self._dlib = dlib
-
-    def __call__(self, img: npt.NDArray[np.uint8]) -> FrameObservation:
-        img = np.ascontiguousarray(img[..., :3])
-        if img.size == 0 or float(img.max()) < 8:
-            return FrameObservation(None, 0.0, message="no face found (the frame is black)")
-        dets, scores, _ = self.detector.run(img, self.upsample, 0.0)
-        if not dets:
-            return FrameObservation(None, 0.0, message="no face found")
-        areas = [d.width() * d.height() for d in dets]
-        k = int(np.argmax(areas))
-        msg = f"{len(dets)} faces found, tracking the largest" if len(dets) > 1 else ""
-        shape = self.predictor(img, dets[k])
-        pts = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
-        conf = float(np.clip(0.5 + 0.5 * scores[k], 0.0, 1.0))
-        return FrameObservation(pts, conf, message=msg)
 
 
 # ---------------------------------------------------------------------------------------------------- main entry
