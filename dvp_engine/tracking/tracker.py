@@ -336,13 +336,7 @@ class Tracker:
         obs = self._observations([frames[i] for i in keep], [observations[i] for i in keep])
         x = self._start(obs, None)
         x = self._align_landmarks(obs, x, cold=True)
-        # light first (SH is linear given the geometry), then the joint solve
-        sh_only = np.zeros(S.N_LOCAL, bool)
-        sh_only[S.SH] = True
-        x, _ = S.solve_tracking(
-            self.m, obs, x, self.settings.solver, shape=self._shape, albedo=self._albedo, iterations=2,
-            active=sh_only,
-        )  # fmt: skip
+        x = self._solve_light(obs, x)  # light first, then the joint solve
         alpha, beta, _, _ = S.solve_identity(self.m, obs, x, self.settings.solver)
         self.set_identity(asnumpy(alpha), asnumpy(beta))
         self.timings["identity"] += time.perf_counter() - t0
@@ -355,6 +349,17 @@ class Tracker:
         self.beta = xp.asarray(np.asarray(beta, np.float64))
         self._shape = self.m.shape(self.alpha)
         self._albedo = self.m.albedo(self.beta)
+
+    def _solve_light(self, obs: S.Observations, x: Array) -> Array:
+        """Two solver iterations on the SH light alone (linear given the geometry): the start of a joint solve
+        from a cold start."""
+        sh_only = np.zeros(S.N_LOCAL, bool)
+        sh_only[S.SH] = True
+        x, _ = S.solve_tracking(
+            self.m, obs, x, self.settings.solver, shape=self._shape, albedo=self._albedo, iterations=2,
+            active=sh_only,
+        )  # fmt: skip
+        return x
 
     # ------------------------------------------------------------------ tracking mode
     def track(
@@ -421,12 +426,7 @@ class Tracker:
                 # apart: give their pose the longer landmark-only alignment of a cold start
                 x = self._align_landmarks(obs, x, cold=cold or len(found) > 8)
                 if cold:
-                    sh_only = np.zeros(S.N_LOCAL, bool)
-                    sh_only[S.SH] = True
-                    x, _ = S.solve_tracking(
-                        self.m, obs, x, st.solver, shape=self._shape, albedo=self._albedo, iterations=2,
-                        active=sh_only,
-                    )  # fmt: skip
+                    x = self._solve_light(obs, x)
                 x, lin = S.solve_tracking(self.m, obs, x, st.solver, shape=self._shape, albedo=self._albedo)
                 t_track += time.perf_counter() - t0
                 t0 = time.perf_counter()
