@@ -5,6 +5,7 @@ image-sequence fields and curve files. Importing this package never imports torc
 """
 
 from . import layout
+from . import controls
 from .curves import Curve, CurveSet, Key, apply_curves
 from .errors import DvpError, InputError, SchemaError
 from .frames import FrameSet, parse_frames
@@ -23,6 +24,7 @@ __all__ = [
     "Key",
     "SchemaError",
     "apply_curves",
+    "controls",
     "layout",
     "parse_frames",
 ]

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, layout
-from dvp_engine.core.curves import control_directions, control_values
+from dvp_engine.core.controls import all_control_values
 
 from . import mapping
 from .protocols import AnimationKey, Knob, Node
@@ -93,10 +93,14 @@ def _knob(node: Node, name: str) -> Knob:
 
 
 def track_values(track: FaceTrack) -> dict[str, npt.NDArray[np.float64]]:
-    """Per-frame values of every channel and named control of ``track`` (control values projected)."""
+    """Per-frame values of every channel and named control of ``track``.
+
+    Control values are the engine's (:func:`dvp_engine.core.controls.all_control_values`), rounded to
+    float32 like every stored channel.
+    """
     values = {name: np.asarray(v, dtype=np.float64) for name, v in track.channels.items()}
-    for name in control_directions(track):
-        values.setdefault(name, control_values(track, name))
+    for name, v in all_control_values(track).items():
+        values.setdefault(name, v.astype(np.float32).astype(np.float64))
     return values
 
 
