@@ -67,8 +67,8 @@ def coordinates(expression: npt.ArrayLike, matrix: npt.ArrayLike) -> npt.NDArray
     if m.shape[0] == 0:
         return np.zeros(e.shape[:-1] + (0,))
     sol, *_ = np.linalg.lstsq(m.T, np.atleast_2d(e).T, rcond=None)
-    out = sol.T
-    return out[0] if e.ndim == 1 else out
+    out = np.asarray(sol.T, dtype=np.float64)
+    return np.asarray(out[0]) if e.ndim == 1 else out
 
 
 def expression_of(track: FaceTrack) -> npt.NDArray[np.float64]:

@@ -507,6 +507,7 @@ def render_portrait(
     progress: Callable[[int], None] | None = None,
     writers: int | None = None,
     frames_per_chunk: int = 256,
+    matte: str = "layer",
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
@@ -527,6 +528,7 @@ def render_portrait(
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
         writers: threads writing frames (default ``min(8, CPU count)``).
+        matte: ``layer`` (opaque RGB + ``matte.A``, default) or ``alpha`` (premultiplied RGBA) (io.output).
         frames_per_chunk: frames whose conditioning images are rendered and held at once (rounded up to whole batches;
             memory stays bounded on long shots: 256 frames at 512 are 600 MB).
     """
@@ -534,12 +536,14 @@ def render_portrait(
     import torch.nn.functional as F
 
     from dvp_engine.core.frames import FrameSet
-    from dvp_engine.io.output import output_sequence, write_frame
+    from dvp_engine.io.output import MATTE_MODES, output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
     from dvp_engine.network.data import gather_windows, window_indices
     from dvp_engine.network.infer import resolve_device
 
+    if matte not in MATTE_MODES:
+        raise ValueError(f"matte must be one of {', '.join(MATTE_MODES)}, got {matte!r}")
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
     info = ModelInfo.load(model_dir)
@@ -625,7 +629,9 @@ def render_portrait(
             "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
             "dvp:crop": [framing.x0, framing.y0, framing.side],
         }
-        return write_frame(seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement)
+        return write_frame(
+            seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement, matte_as=matte
+        )
 
     per_chunk = max(1, -(-frames_per_chunk // batch)) * batch  # whole batches
     with ThreadPoolExecutor(n_writers, thread_name_prefix="dvp-write") as pool:

@@ -37,6 +37,7 @@ e.add_argument("--model")
 e.add_argument("--curves", action="append", default=[])
 for q in (r, e):
     q.add_argument("--frames", required=True)
+    q.add_argument("--matte", choices=("layer", "alpha"), default="layer")
     q.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
 a = p.parse_args()
 if os.environ.get("FAKE_DVP_ARGV"):
