@@ -74,10 +74,10 @@ def test_blenders_own_validator_accepts_the_manifest() -> None:
 
     import bpy
 
-    found = sorted(Path(bpy.__file__).parent.glob("*/scripts/addons_core/bl_pkg/cli/blender_ext.py"))
-    assert found, "blender_ext.py not found in the bpy wheel"
+    tool = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core" / "bl_pkg" / "cli" / "blender_ext.py"
+    assert tool.is_file(), f"blender_ext.py not found at {tool}"
     res = subprocess.run(
-        [sys.executable, str(found[-1]), "validate", str(REPO / "blender_addon")],
+        [sys.executable, str(tool), "validate", str(REPO / "blender_addon")],
         capture_output=True,
         text=True,
     )
