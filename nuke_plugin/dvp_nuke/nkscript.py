@@ -120,7 +120,7 @@ def nk_snippet(
     plate: str = "",
     controls: Sequence[str] | None = None,
     standalone: bool = False,
-    nuke_version: str = "13.0 v1",
+    nuke_version: str = "15.0 v1",
 ) -> str:
     """The ``.nk`` text of a DVPortrait node keyed with ``track`` (pure: no I/O, no Nuke).
 
