@@ -129,6 +129,13 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         which = switch.knob("which")
         if which is not None:
             which.setExpression("parent.view")
+        colourspace = read.knob("colorspace")
+        if colourspace is not None:
+            colourspace.setValue(mapping.RENDER_COLOURSPACE)
+        placed = [("result", read), ("place", place), ("matte_to_alpha", copy), ("premult", premult)]
+        placed += [("plate", plate), ("over", over), ("view_switch", switch), ("Output1", out)]
+        for node_name, node in placed:
+            node.setXYpos(*mapping.INNER_POSITIONS[node_name])
     finally:
         group.end()
     return group, {

@@ -45,6 +45,21 @@ DEFAULT_CONTROLS: Final[tuple[str, ...]] = (
 MATTE_CHANNEL: Final = "matte.alpha"
 """The render's head matte: the EXR channel ``matte.A``, which Nuke's EXR reader shows as ``matte.alpha``."""
 
+RENDER_COLOURSPACE = "ACEScg"
+"""The colour space of dvp's EXRs (its default), set on the inner Read (.nk and Python)."""
+#: Where the inner nodes sit in the group's Node Graph (x, y), top to bottom as they connect.
+INNER_POSITIONS: dict[str, tuple[int, int]] = {
+    "result": (0, -150),
+    "place": (0, -90),
+    "matte_to_alpha": (0, -40),
+    "premult": (0, 10),
+    "plate": (200, -150),
+    "over": (200, 10),
+    "view_switch": (100, 80),
+    "Output1": (100, 150),
+}
+
+
 #: Multi-dimensional knobs: knob name -> its channels in index order.
 ARRAY_KNOBS: Final[dict[str, tuple[str, ...]]] = {
     "head_rotate": layout.HEAD_ROTATION,

@@ -42,6 +42,11 @@ KNOB_IDS: dict[str, int] = {
 _BARE = re.compile(r"^[A-Za-z0-9_./:+-]+$")
 
 
+def _pos(node: str) -> str:
+    x, y = mapping.INNER_POSITIONS[node]
+    return f"  xpos {x}\n  ypos {y}"
+
+
 def tcl_quote(text: str) -> str:
     """A TCL word for ``text``: bare when safe, else double-quoted with ``\\ " [ ] $ { }`` and newlines escaped."""
     if text and _BARE.match(text):
@@ -73,7 +78,9 @@ def curve_text(frames: Sequence[float], values: Sequence[float]) -> str:
 
 def _user_knob(spec: mapping.KnobSpec) -> str:
     fields = [str(KNOB_IDS[spec.kind]), spec.name]
-    if spec.label and spec.label != spec.name:
+    if spec.kind == "text" and not spec.label:
+        fields += ["l", '""']  # as Nuke writes a Text_Knob without a label
+    elif spec.label and spec.label != spec.name:
         fields += ["l", tcl_quote(spec.label)]
     if spec.tooltip:
         fields += ["t", tcl_quote(spec.tooltip)]
@@ -105,7 +112,8 @@ def _animation(
             items.append("0")
     if all(i == "0" for i in items):
         return None
-    return items[0] if len(items) == 1 else "{" + " ".join(items) + "}"
+    # Nuke writes every animated knob as a list of per-index values: {{curve ...}} even for one value
+    return "{" + " ".join(items) + "}"
 
 
 def nk_snippet(
@@ -162,17 +170,19 @@ def nk_snippet(
         lines += root + ["}"]
     else:
         lines += ["set cut_paste_input [stack 0]", f"version {nuke_version}"]
+    lines.append(f"add_layer {{{mapping.MATTE_CHANNEL.split('.')[0]} {mapping.MATTE_CHANNEL}}}")
     if plate:
         lines += ["Read {", " inputs 0", f" file {tcl_quote(plate)}"]
         if track is not None and track.n_frames:
             first, last = int(track.frames[0]), int(track.frames[-1])
             lines += [f" first {first}", f" last {last}", f" origfirst {first}", f" origlast {last}"]
-        lines += [" name plate_read", "}"]
+        lines += [" name plate_read", " xpos 0", " ypos -120", "}"]
     elif standalone:
         lines.append("push 0")
     else:
         lines.append("push $cut_paste_input")
     lines += ["Group {", f" name {tcl_quote(name)}", " tile_color 0x7b4fa8ff", " label DVPortrait"]
+    lines += [" xpos 0", " ypos 0"]
     for spec in mapping.knob_layout(tuple(controls)):
         lines.append(" " + _user_knob(spec))
         if spec.kind == "begin_closed_group":
@@ -191,22 +201,31 @@ def nk_snippet(
         fs = FrameSet.parse(frame_range)
         first, last = min(fs), max(fs)
         read += [f"  first {first}", f"  last {last}", f"  origfirst {first}", f"  origlast {last}"]
-    read += ["  on_error black", "  name result", " }"]
+    # the render is scene-linear ACEScg (dvp's EXR colour space); Nuke's OCIO configs name it ACEScg
+    read += [
+        f"  colorspace {mapping.RENDER_COLOURSPACE}",
+        "  on_error black",
+        "  name result",
+        _pos("result"),
+        " }",
+    ]
     lines += read
     # identity: the EXR's data window already puts the crop on the plate; the Transform is a nudge handle
-    lines += [" Transform {", "  name place", " }", "set Nplace [stack 0]"]
+    lines += [" Transform {", "  name place", _pos("place"), " }", "set Nplace [stack 0]"]
     lines += ["push $Nplace", " Copy {", "  inputs 2", f"  from0 {mapping.MATTE_CHANNEL}", "  to0 rgba.alpha"]
-    lines += ["  name matte_to_alpha", " }", " Premult {", "  name premult", " }"]
+    lines += ["  name matte_to_alpha", _pos("matte_to_alpha"), " }"]
+    lines += [" Premult {", "  name premult", _pos("premult"), " }"]
     # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult; Switch 0 = place, 1 = over
-    lines += [" Input {", "  inputs 0", "  name plate", " }"]
-    lines += [" Merge2 {", "  inputs 2", "  operation over", "  name over", " }"]
+    lines += [" Input {", "  inputs 0", "  name plate", _pos("plate"), " }"]
+    lines += [" Merge2 {", "  inputs 2", "  operation over", "  name over", _pos("over"), " }"]
     lines += [
         "push $Nplace",
         " Switch {",
         "  inputs 2",
         "  which {{parent.view}}",
         "  name view_switch",
+        _pos("view_switch"),
         " }",
     ]
-    lines += [" Output {", "  name Output1", " }", "end_group", ""]
+    lines += [" Output {", "  name Output1", _pos("Output1"), " }", "end_group", ""]
     return "\n".join(lines)

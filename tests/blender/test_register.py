@@ -90,7 +90,9 @@ def test_the_api_the_minimum_version_needs_is_used_and_present() -> None:
 
     src = (REPO / "blender_addon" / "results.py").read_text("utf-8")
     assert "compositing_node_group" in src
-    assert hasattr(bpy.types.Scene, "bl_rna") and "compositing_node_group" in bpy.types.Scene.bl_rna.properties
+    assert (
+        hasattr(bpy.types.Scene, "bl_rna") and "compositing_node_group" in bpy.types.Scene.bl_rna.properties
+    )
     assert bpy.app.version >= (5, 0, 0)
 
 

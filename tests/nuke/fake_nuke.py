@@ -393,6 +393,7 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
         "last": _IntKnob,
         "origfirst": _IntKnob,
         "origlast": _IntKnob,
+        "colorspace": String_Knob,
     },
     "Transform": {"translate": XY_Knob},
     "Premult": {},
@@ -452,6 +453,12 @@ class _Node:
         key = knob.name() if knob.name() not in self._knobs else f"{knob.name()}#{len(self._knobs)}"
         self._knobs[key] = knob
         knob._node = self
+
+    def setXYpos(self, x: int, y: int) -> None:  # noqa: N802
+        _main_only(f"{self.name()}.setXYpos")
+        if not (isinstance(x, int) and isinstance(y, int)):
+            raise TypeError("setXYpos takes two ints")
+        self.xy = (x, y)
 
     def setInput(self, index: int, node: _Node | None) -> bool:  # noqa: N802
         _main_only(f"{self.name()}.setInput")

@@ -238,3 +238,18 @@ def test_import_falls_back_to_set_value_at(nuke: Any, make_track: Any) -> None:
     keys = n.knob("gaze_right").animation(1).keys()
     assert [k.x for k in keys] == [3.0, 4.0, 8.0]
     np.testing.assert_allclose([k.y for k in keys], track.channels["gaze.right.y"], atol=1e-12)
+
+
+def test_inner_graph_is_placed_and_reads_acescg(nuke: Any) -> None:
+    """Issue 15 item 12 in Python: the inner nodes get their own DAG positions; the Read's colour space."""
+    from dvp_nuke import mapping
+    from dvp_nuke import node as dnode
+
+    n = dnode.create_node("DVPortrait1")
+    n.begin()
+    try:
+        inner = {name: n.node(name) for name in mapping.INNER_POSITIONS}
+    finally:
+        n.end()
+    assert len({node.xy for node in inner.values()}) == len(inner)
+    assert inner["result"].knob("colorspace").value() == "ACEScg"
