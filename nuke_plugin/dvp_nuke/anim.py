@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, layout
-from dvp_engine.core.controls import all_control_values
+from dvp_engine.nkscript import knobs as mapping
+from dvp_engine.nkscript.knobs import track_values as track_values
 
-from . import mapping
 from .protocols import AnimationKey, Knob, Node
 
 KeyFactory = Callable[[Sequence[float], Sequence[float]], list[AnimationKey]]
@@ -90,18 +90,6 @@ def _knob(node: Node, name: str) -> Knob:
     if k is None:
         raise KeyError(f"node {node.name()} has no knob {name!r}")
     return k
-
-
-def track_values(track: FaceTrack) -> dict[str, npt.NDArray[np.float64]]:
-    """Per-frame values of every channel and named control of ``track``.
-
-    Control values are the engine's (:func:`dvp_engine.core.controls.all_control_values`), rounded to
-    float32 like every stored channel.
-    """
-    values = {name: np.asarray(v, dtype=np.float64) for name, v in track.channels.items()}
-    for name, v in all_control_values(track).items():
-        values.setdefault(name, v.astype(np.float32).astype(np.float64))
-    return values
 
 
 def import_track(

@@ -12,8 +12,9 @@ from typing import Any, cast
 
 import nuke
 
-from . import mapping
-from .mapping import KnobSpec
+from dvp_engine.nkscript import knobs as mapping
+from dvp_engine.nkscript.knobs import KnobSpec
+
 from .protocols import AnimationKey, Menu, Node, ProgressTask
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from dvp_engine.core import DvpError, FaceTrack, FrameSet
 from dvp_engine.core.cli_protocol import reenact_output
+from dvp_engine.nkscript import knobs as mapping
 
-from . import anim, host, mapping, runner
+from . import anim, host, runner
 from .protocols import Node
 
 
