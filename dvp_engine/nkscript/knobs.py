@@ -9,10 +9,10 @@ Every track channel of :mod:`dvp_engine.core.layout` (and every named control ``
 =====================================  =========================  =======  =========
 channels                               knob                       kind     unit
 =====================================  =========================  =======  =========
-head.rx head.ry head.rz                ``head_rotate`` [0..2]     XYZ      degrees
-head.tx head.ty head.tz                ``head_translate`` [0..2]  XYZ      metres
-gaze.left.x gaze.left.y                ``gaze_left`` [0, 1]       XY       degrees
-gaze.right.x gaze.right.y              ``gaze_right`` [0, 1]      XY       degrees
+head.rx head.ry head.rz                ``head_rx`` ``head_ry`` .. Double   degrees
+head.tx head.ty head.tz                ``head_tx`` ``head_ty`` .. Double   metres
+gaze.left.x gaze.left.y                ``gaze_left_x`` ..         Double   degrees
+gaze.right.x gaze.right.y              ``gaze_right_x`` ..        Double   degrees
 blink.left / blink.right               ``blink_left`` / ``_right``  Double   0 open..1
 face.<name> (named controls)           ``face_<name>``            Double   coef
 expr.00 .. expr.63                     ``expr_00`` ..             Double   coef (advanced)
@@ -68,18 +68,16 @@ INNER_POSITIONS: dict[str, tuple[int, int]] = {
 
 
 #: Multi-dimensional knobs: knob name -> its channels in index order.
-ARRAY_KNOBS: Final[dict[str, tuple[str, ...]]] = {
-    "head_rotate": layout.HEAD_ROTATION,
-    "head_translate": layout.HEAD_TRANSLATION,
-    "gaze_left": layout.GAZE[:2],
-    "gaze_right": layout.GAZE[2:],
-}
+#: None: Nuke's XY/XYZ knobs draw viewer handles at pixel positions, so dragging one would edit degrees or
+#: metres as pixels. Head pose and gaze are one Double knob per channel, side by side on a panel line.
+ARRAY_KNOBS: Final[dict[str, tuple[str, ...]]] = {}
 _ARRAY_OF: Final[dict[str, tuple[str, int]]] = {
     ch: (knob, i) for knob, chans in ARRAY_KNOBS.items() for i, ch in enumerate(chans)
 }
 _CONTROL_RE: Final = re.compile(r"^face\.([A-Za-z][A-Za-z0-9_]*)$")
 _SCALAR_PREFIXES: Final = (("expr.", "expr_"), ("light.sh.", "light_sh_"))
 _SCALARS: Final[dict[str, str]] = {
+    **{ch: ch.replace(".", "_") for ch in layout.HEAD_ROTATION + layout.HEAD_TRANSLATION + layout.GAZE},
     "blink.left": "blink_left",
     "blink.right": "blink_right",
     layout.CONFIDENCE: "track_confidence",
@@ -172,6 +170,16 @@ BUTTONS: Final[tuple[tuple[str, str, str], ...]] = (
 )
 
 
+def _row(label: str, channels: tuple[str, ...], tip: str, rng: tuple[float, float]) -> list[KnobSpec]:
+    """One Double knob per channel on one panel line: the first labelled ``label x``, the rest ``y``, ``z``."""
+    out = []
+    for i, ch in enumerate(channels):
+        axis = ch.rsplit(".", 1)[1][-1]
+        text = f"{label} {axis}" if i == 0 else axis
+        out.append(KnobSpec("double", _SCALARS[ch], text, f"{ch}: {tip}", (ch,), range=rng, startline=i == 0))
+    return out
+
+
 def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
     """The DVPortrait node's user knobs, in panel order.
 
@@ -217,12 +225,15 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
         specs.append(KnobSpec("button", action, label, tip, command=button_command(action), startline=i == 0))
     specs += [
         KnobSpec("text", "status", "", default="no track loaded"),
-        KnobSpec("xyz", "head_rotate", "head rotate", "degrees, R = Rz Ry Rx", layout.HEAD_ROTATION),
-        KnobSpec("xyz", "head_translate", "head translate", "metres, camera frame", layout.HEAD_TRANSLATION),
-        KnobSpec("xy", "gaze_left", "gaze left", "actor's left eye: yaw, pitch (degrees)", layout.GAZE[:2]),
-        KnobSpec(
-            "xy", "gaze_right", "gaze right", "actor's right eye: yaw, pitch (degrees)", layout.GAZE[2:]
+        *_row("head rotate", layout.HEAD_ROTATION, "degrees about the camera axis, R = Rz Ry Rx", (-90, 90)),
+        *_row(
+            "head translate",
+            layout.HEAD_TRANSLATION,
+            "metres, camera frame (x right, y down, z forward)",
+            (-1, 1),
         ),
+        *_row("gaze left", layout.GAZE[:2], "actor's left eye, degrees (x yaw, y pitch)", (-40, 40)),
+        *_row("gaze right", layout.GAZE[2:], "actor's right eye, degrees (x yaw, y pitch)", (-40, 40)),
         KnobSpec("double", "blink_left", "blink left", "0 open .. 1 closed", ("blink.left",), range=(0, 1)),
         KnobSpec(
             "double", "blink_right", "blink right", "0 open .. 1 closed", ("blink.right",), range=(0, 1)

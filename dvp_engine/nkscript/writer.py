@@ -31,8 +31,6 @@ KNOB_IDS: dict[str, int] = {
     "enum": 4,
     "bool": 6,
     "double": 7,
-    "xy": 12,
-    "xyz": 13,
     "tab": 20,
     "begin_closed_group": 20,
     "end_group": 20,

@@ -75,10 +75,6 @@ def make_knob(spec: KnobSpec) -> Any:
         k = nuke.Double_Knob(spec.name, spec.label)
         if spec.range is not None:
             k.setRange(spec.range[0], spec.range[1])
-    elif spec.kind == "xy":
-        k = nuke.XY_Knob(spec.name, spec.label)
-    elif spec.kind == "xyz":
-        k = nuke.XYZ_Knob(spec.name, spec.label)
     elif spec.kind == "button":
         k = nuke.PyScript_Knob(spec.name, spec.label, spec.command)
     elif spec.kind == "text":

@@ -56,4 +56,4 @@ def test_nuke_script_runs_from_a_copy_of_the_package_alone(tmp_path: Path) -> No
     )
     assert res.returncode == 0, res.stderr
     text = (tmp_path / "t.nk").read_text()
-    assert "Group {" in text and "head_rotate" in text
+    assert "Group {" in text and "head_ry" in text

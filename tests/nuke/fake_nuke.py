@@ -317,12 +317,10 @@ class Double_Knob(_ArrayKnob):  # noqa: N801
     _size = 1
 
 
-class XY_Knob(_ArrayKnob):  # noqa: N801
+class _XYKnob(_ArrayKnob):
+    """A built-in 2D position knob (Transform.translate); the plugin creates none (viewer handles)."""
+
     _size = 2
-
-
-class XYZ_Knob(_ArrayKnob):  # noqa: N801
-    _size = 3
 
 
 class _TextValued(_Knob):
@@ -395,7 +393,7 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
         "origlast": _IntKnob,
         "colorspace": String_Knob,
     },
-    "Transform": {"translate": XY_Knob},
+    "Transform": {"translate": _XYKnob},
     "Premult": {},
     "Copy": {"from0": String_Knob, "to0": String_Knob},
     "Merge2": {"operation": String_Knob},

@@ -59,7 +59,7 @@ def test_snippet_parses_back_to_the_same_animation(make_track: Any) -> None:
     # knob definitions: every spec once, closed advanced group, buttons with their Python
     defs = {str(u[1].text.split()[1]): u[1].text for u in group.user_knobs}
     assert set(defs) == {s.name for s in mapping.knob_layout(mapping.DEFAULT_CONTROLS)}
-    assert defs["head_rotate"].startswith("13 ") and defs["gaze_left"].startswith("12 ")
+    assert defs["head_ry"].startswith("7 ") and defs["gaze_left_x"].startswith("7 ")
     assert defs["advanced"].endswith("n 1") and group.knobs["advanced"] == "0"
     assert defs["advanced_end"].endswith("n -1")
     assert "on_button('render')" in nkparse.words(defs["render"])[0][-1]

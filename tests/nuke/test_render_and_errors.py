@@ -90,7 +90,7 @@ def _render_node(tmp_path: Path, make_track: Any, dvp: Path | None, frames: rang
     )
     n.knob("track_file").setValue(str(tpath))
     dnode.import_track(n)
-    n.knob("gaze_left").setValueAt(20.0, frames[3], 0)  # an edit, so the curve file has something in it
+    n.knob("gaze_left_x").setValueAt(20.0, frames[3], 0)  # an edit, so the curve file has something in it
     if dvp is not None:
         n.knob("dvp_executable").setValue(str(dvp))
     return n
@@ -244,7 +244,7 @@ def test_track_button_runs_dvp_track_then_imports(
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[:2] == ["track", str(tmp_path / "plate.####.exr")]
     assert n.knob("track_file").value() == argv[argv.index("-o") + 1]
-    assert [k.x for k in n.knob("head_rotate").animation(0).keys()] == [float(f) for f in range(1, 9)]
+    assert [k.x for k in n.knob("head_rx").animation(0).keys()] == [float(f) for f in range(1, 9)]
 
 
 def test_parse_line() -> None:

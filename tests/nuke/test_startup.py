@@ -36,7 +36,7 @@ def test_menu_command_creates_a_node(nuke: Any) -> None:
         startup.MENU_COMMAND.replace("dvp_nuke.node.menu_create()", "node = dvp_nuke.node.menu_create()"), ns
     )
     node = ns["node"]
-    assert node.Class() == "Group" and node.knob("head_rotate") is not None
+    assert node.Class() == "Group" and node.knob("head_ry") is not None
 
 
 def test_terminal_mode_start_up_makes_no_ui_calls(nuke_t: Any) -> None:
