@@ -321,3 +321,24 @@ def test_movie_plate_starts_at_scene_frame_1(addon: Any, tmp_path: Path, make_tr
     assert bpy.ops.dvp.import_track(filepath=str(tmp_path / "t.npz"), plate=str(sample)) == {"FINISHED"}
     clip = bpy.data.objects["DVP Camera"].data.background_images[0].clip
     assert (clip.frame_start, clip.frame_offset) == (1, 0)  # scene frame 181 shows movie frame 181
+
+
+# ---------------------------------------------------------------------------------------------- item 9
+def test_face_controls_have_soft_ranges_and_a_panel(addon: Any, tmp_path: Path, make_track: Any) -> None:
+    import bpy
+
+    from blender_addon import panels
+
+    track = make_track(range(1, 4), shipped_controls=True)
+    track.save(tmp_path / "t.npz")
+    assert bpy.ops.dvp.import_track(filepath=str(tmp_path / "t.npz")) == {"FINISHED"}
+    head = bpy.data.objects["DVP Head"]
+    ui = head.id_properties_ui("face.smile").as_dict()
+    assert (ui["soft_min"], ui["soft_max"]) == (-3.0, 3.0)
+    assert head.id_properties_ui("blink.left").as_dict()["soft_max"] == 1.0
+    assert head.id_properties_ui("gaze.left.x").as_dict()["soft_min"] == -40.0
+    rows = panels.control_rows(panels.panel_head(bpy.context))
+    assert len(rows) == 12 and rows[1] == ('["face.smile"]', "smile")
+    assert panels.VIEW3D_PT_dvp_controls.poll(bpy.context)
+    assert panels.VIEW3D_PT_dvp_controls.bl_parent_id == panels.VIEW3D_PT_dvp.bl_idname
+    assert hasattr(bpy.types, "VIEW3D_PT_dvp_controls")  # registered
