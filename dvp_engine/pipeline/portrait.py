@@ -491,6 +491,18 @@ def _done(fn: Callable[..., Path], *args: Any) -> Future[Path]:
     return fut
 
 
+_LOADED: dict[tuple[str, str, int, float], Any] = {}
+"""Generators kept loaded by ``render_portrait(..., keep_loaded=True)`` (at most one)."""
+
+
+def _model_stamp(model_dir: Path) -> float:
+    """Changes when the model folder gets a new checkpoint (its ``latest.json``)."""
+    try:
+        return (Path(model_dir) / "latest.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def render_portrait(
     model_dir: Path,
     track: FaceTrack,
@@ -508,6 +520,7 @@ def render_portrait(
     writers: int | None = None,
     frames_per_chunk: int = 256,
     matte: str = "layer",
+    keep_loaded: bool = False,
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
@@ -528,6 +541,8 @@ def render_portrait(
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
         writers: threads writing frames (default ``min(8, CPU count)``).
+        keep_loaded: keep the loaded generator for the next call with the same model, device and batch
+            (``dvp serve``: a preview frame then costs its 11 conditioning renders and one network pass).
         matte: ``layer`` (opaque RGB + ``matte.A``, default) or ``alpha`` (premultiplied RGBA) (io.output).
         frames_per_chunk: frames whose conditioning images are rendered and held at once (rounded up to whole batches;
             memory stays bounded on long shots: 256 frames at 512 are 600 MB).
@@ -583,7 +598,15 @@ def render_portrait(
             {int(track.frames[i]): k for k, i in enumerate(rows)},
         )
 
-    renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
+    key = (str(Path(model_dir).resolve()), str(device), batch, _model_stamp(model_dir))
+    renderer = _LOADED.get(key) if keep_loaded else None
+    if renderer is None:
+        renderer = Renderer(
+            model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw}
+        )
+        if keep_loaded:
+            _LOADED.clear()  # one model at a time
+            _LOADED[key] = renderer
     digest = checkpoint_hash(model_dir)
     out_side = framing.size if output_size == "network" else framing.side
     placement = (
