@@ -14,10 +14,10 @@ __version__ = "0.1.0"
 
 import bpy  # noqa: E402
 
-from . import operators, panels, properties  # noqa: E402
+from . import operators, panels, preview, properties  # noqa: E402
 
 #: Registered in this order, unregistered in reverse.
-classes = properties.classes + operators.classes + panels.classes
+classes = properties.classes + operators.classes + preview.classes + panels.classes
 
 
 def _menu_import(self: bpy.types.Menu, context: bpy.types.Context) -> None:
@@ -39,6 +39,7 @@ def register() -> None:
 
 def unregister() -> None:
     """Undo :func:`register` in reverse order."""
+    preview.stop_servers()
     bpy.types.TOPBAR_MT_file_export.remove(_menu_export)
     bpy.types.TOPBAR_MT_file_import.remove(_menu_import)
     del bpy.types.Scene.dvp

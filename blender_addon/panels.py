@@ -40,6 +40,9 @@ class VIEW3D_PT_dvp(bpy.types.Panel):  # type: ignore[misc]
         scene = context.scene
         layout.label(text=f"Frames {scene.frame_start}-{scene.frame_end} (scene range)")
         layout.operator(operators.DVP_OT_render.bl_idname, icon="RENDER_ANIMATION")
+        row = layout.row(align=True)
+        row.operator("dvp.preview_frame", icon="RENDER_STILL")
+        row.operator("dvp.load_overlay", icon="MOD_WIREFRAME")
 
 
 def control_rows(obj: bpy.types.Object | None) -> list[tuple[str, str]]:

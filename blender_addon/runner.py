@@ -242,3 +242,59 @@ def frame_elements(pattern: str, first: int, last: int, step: int = 1) -> tuple[
                 missing.append(f)
         names.append(held)
     return names, missing
+
+
+class ServeProcess:
+    """A persistent ``dvp serve`` (model kept loaded): one JSON request line in, one reply line out."""
+
+    def __init__(self, dvp: str) -> None:
+        self.dvp = dvp
+        self._proc = subprocess.Popen(
+            [dvp, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def request(self, request: Mapping[str, object], timeout: float = 120.0) -> dict[str, object]:
+        """Send one request and wait for its reply (``{"ok": False, "error": ...}`` if dvp went away)."""
+        import json
+
+        if not self.alive or self._proc.stdin is None or self._proc.stdout is None:
+            return {"ok": False, "error": f"dvp serve is not running (exit {self._proc.poll()})"}
+        self._proc.stdin.write(json.dumps(dict(request)) + "\n")
+        self._proc.stdin.flush()
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if not box or not box[0]:
+            return {"ok": False, "error": f"dvp serve gave no answer within {timeout:.0f} s"}
+        reply: dict[str, object] = json.loads(box[0])
+        return reply
+
+    def close(self) -> None:
+        """Ask the server to quit, then make sure it has."""
+        try:
+            if self.alive and self._proc.stdin is not None:
+                self._proc.stdin.write('{"quit": true}\n')
+                self._proc.stdin.flush()
+            self._proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+
+
+def overlay_command(dvp: str, track: str, source: str, out_dir: str, frames: str) -> list[str]:
+    """``dvp overlay TRACK SOURCE -o DIR --frames R``: the fitted mesh over the footage, ``DIR/overlay.####.png``."""
+    return [dvp, "overlay", track, source, "-o", out_dir, "--frames", frames, "--progress", "lines"]

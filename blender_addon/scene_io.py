@@ -147,6 +147,7 @@ def import_track(
         scene.frame_set(int(track.frames[0]))
     if plate:
         add_plate(camera, Path(plate))
+        head["dvp_plate"] = str(plate)
     return head, camera
 
 

@@ -342,3 +342,57 @@ def test_face_controls_have_soft_ranges_and_a_panel(addon: Any, tmp_path: Path, 
     assert panels.VIEW3D_PT_dvp_controls.poll(bpy.context)
     assert panels.VIEW3D_PT_dvp_controls.bl_parent_id == panels.VIEW3D_PT_dvp.bl_idname
     assert hasattr(bpy.types, "VIEW3D_PT_dvp_controls")  # registered
+
+
+# ---------------------------------------------------------------------------------------------- preview
+def test_preview_frame_talks_to_one_persistent_dvp_serve(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import bpy
+
+    from blender_addon import preview
+
+    out = _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 6))
+    bpy.context.scene.frame_set(3)
+    assert bpy.ops.dvp.preview_frame() == {"FINISHED"}
+    first = preview._servers[str(fake_dvp)]
+    assert (out / "dvp_preview.0003.exr").is_file() and (out / "dvp_preview_track.npz").is_file()
+    bpy.context.scene.frame_set(4)
+    assert bpy.ops.dvp.preview_frame() == {"FINISHED"}
+    assert preview._servers[str(fake_dvp)] is first and first.alive  # the same process served both
+    img = bpy.data.images[preview.PREVIEW_IMAGE]
+    assert img.filepath.endswith("dvp_preview.0004.exr") and img.colorspace_settings.name == "ACEScg"
+    preview.stop_servers()
+    assert not first.alive
+
+
+def test_load_overlay_adds_the_tracker_overlay_as_a_strip(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import bpy
+
+    sample = REPO / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
+    track = make_track(range(1, 4))
+    track.save(tmp_path / "t.npz")
+    assert bpy.ops.dvp.import_track(filepath=str(tmp_path / "t.npz"), plate=str(sample)) == {"FINISHED"}
+    settings = bpy.context.scene.dvp
+    settings.dvp_executable = str(fake_dvp)
+    settings.output = str(tmp_path / "out" / "frame.####.exr")
+    assert bpy.ops.dvp.load_overlay() == {"FINISHED"}
+    strip = bpy.context.scene.sequence_editor.strips["DVP overlay"]
+    assert [e.filename for e in strip.elements] == [
+        "overlay.0001.png",
+        "overlay.0002.png",
+        "overlay.0003.png",
+    ]
+    assert strip.frame_final_start == 1
+
+
+def test_load_overlay_without_a_plate_says_so(
+    addon: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import bpy
+
+    _scene_for_render(bpy, tmp_path, make_track, fake_dvp, range(1, 3))
+    with pytest.raises(RuntimeError, match="the head has no plate"):
+        bpy.ops.dvp.load_overlay()
