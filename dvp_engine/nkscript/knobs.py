@@ -62,6 +62,7 @@ INNER_POSITIONS: dict[str, tuple[int, int]] = {
     "premult": (0, 10),
     "plate": (200, -150),
     "over": (200, 10),
+    "overlay_read": (400, -150),
     "view_switch": (100, 80),
     "Output1": (100, 150),
 }
@@ -167,6 +168,8 @@ BUTTONS: Final[tuple[tuple[str, str, str], ...]] = (
     ("import_track", "Import Track", "key every channel knob from the track file: one key per tracked frame"),
     ("export_curves", "Export Curves", "write the knobs' animation (with your edits) to the curve file"),
     ("render", "Render", "export the curves, then render the frame range out of process with dvp"),
+    ("preview", "Preview Frame", "export the curves and render only the current frame (show: result)"),
+    ("overlay", "Overlay", "draw the fitted mesh over the plate with 'dvp overlay' (show: overlay)"),
 )
 
 
@@ -217,8 +220,8 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
             "enum",
             "view",
             "show",
-            "show the render alone or merged over the plate",
-            values=("result", "over plate"),
+            "the render alone, merged over the plate, or the tracker's overlay (the fitted mesh on the plate)",
+            values=("result", "over plate", "overlay"),
         ),
     ]
     for i, (action, label, tip) in enumerate(BUTTONS):

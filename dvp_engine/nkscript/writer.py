@@ -192,6 +192,8 @@ def nk_snippet(
             if text is not None:
                 lines.append(f" {spec.name} {text}")
     lines.append("}")
+    # the overlay's Read first: it stays at the bottom of the stack until the Switch takes it as input 2
+    lines += [" Read {", "  inputs 0", "  on_error black", "  name overlay_read", _pos("overlay_read"), " }"]
     read = [" Read {", "  inputs 0"]
     if output:
         read.append(f"  file {tcl_quote(output)}")
@@ -213,13 +215,14 @@ def nk_snippet(
     lines += ["push $Nplace", " Copy {", "  inputs 2", f"  from0 {mapping.MATTE_CHANNEL}", "  to0 rgba.alpha"]
     lines += ["  name matte_to_alpha", _pos("matte_to_alpha"), " }"]
     lines += [" Premult {", "  name premult", _pos("premult"), " }"]
-    # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult; Switch 0 = place, 1 = over
+    # the stack's top is a node's input 0: Merge2 gets B (0) = plate, A (1) = premult;
+    # Switch 0 = place, 1 = over, 2 = overlay_read
     lines += [" Input {", "  inputs 0", "  name plate", _pos("plate"), " }"]
     lines += [" Merge2 {", "  inputs 2", "  operation over", "  name over", _pos("over"), " }"]
     lines += [
         "push $Nplace",
         " Switch {",
-        "  inputs 2",
+        "  inputs 3",
         "  which {{parent.view}}",
         "  name view_switch",
         _pos("view_switch"),

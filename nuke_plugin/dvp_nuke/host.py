@@ -23,6 +23,11 @@ def is_gui() -> bool:
     return bool(nuke.GUI)
 
 
+def current_frame() -> int:
+    """The frame the viewer shows."""
+    return int(round(float(nuke.frame())))
+
+
 def this_node() -> Node:
     """The node whose button was pressed."""
     return cast(Node, nuke.thisNode())
@@ -113,6 +118,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         premult = cast(Node, nuke.nodes.Premult(name="premult"))
         over = cast(Node, nuke.nodes.Merge2(name="over", operation="over"))
         switch = cast(Node, nuke.nodes.Switch(name="view_switch"))
+        overlay = cast(Node, nuke.nodes.Read(name="overlay_read", on_error="black"))
         out = cast(Node, nuke.nodes.Output(name="Output1"))
         place.setInput(0, read)
         copy.setInput(0, place)  # B: the opaque render
@@ -122,6 +128,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         over.setInput(1, premult)  # A
         switch.setInput(0, place)
         switch.setInput(1, over)
+        switch.setInput(2, overlay)
         out.setInput(0, switch)
         which = switch.knob("which")
         if which is not None:
@@ -131,6 +138,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
             colourspace.setValue(mapping.RENDER_COLOURSPACE)
         placed = [("result", read), ("place", place), ("matte_to_alpha", copy), ("premult", premult)]
         placed += [("plate", plate), ("over", over), ("view_switch", switch), ("Output1", out)]
+        placed += [("overlay_read", overlay)]
         for node_name, node in placed:
             node.setXYpos(*mapping.INNER_POSITIONS[node_name])
     finally:
@@ -143,6 +151,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         "premult": premult,
         "over": over,
         "view_switch": switch,
+        "overlay_read": overlay,
     }
 
 

@@ -146,6 +146,11 @@ def pluginAddPath(path: str) -> None:  # noqa: N802
     _state.plugin_paths.insert(0, str(path))
 
 
+def frame() -> float:
+    """The current frame of the session."""
+    return _state.frame
+
+
 def thisNode() -> _Node:  # noqa: N802
     if _state.this_node is None:
         raise RuntimeError("no current node (thisNode outside a knob callback)")

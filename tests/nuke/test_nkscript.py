@@ -78,7 +78,8 @@ def test_inside_graph_connections() -> None:
     assert nodes["matte_to_alpha"].knobs["from0"] == "matte.alpha"
     assert nodes["premult"].inputs == [nodes["matte_to_alpha"]]
     assert nodes["over"].inputs == [nodes["plate"], nodes["premult"]]  # B = plate, A = the render
-    assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"]]
+    # show: result (0), over plate (1), overlay (2: the tracker's overlay, dvp overlay)
+    assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"], nodes["overlay_read"]]
     assert nodes["Output1"].inputs == [nodes["view_switch"]]
     assert nodes["result"].knobs["file"] == "/out/f.####.exr" and nodes["result"].knobs["last"] == "10"
 
