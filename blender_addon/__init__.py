@@ -1,6 +1,6 @@
 """DVP (Deep Video Portraits) for Blender: face tracks as F-curves, edit and retime, render through ``dvp``.
 
-A Blender 4.2+ extension (see ``blender_manifest.toml``), tested with Blender 5.0. The add-on is a thin
+A Blender 5.0+ extension (see ``blender_manifest.toml``; 5.0 is the first with the compositor as a node group, ``Scene.compositing_node_group``), tested with Blender 5.0.1. The add-on is a thin
 adapter: it imports only ``dvp_engine.core`` (vendored into the zip as ``dvp_core``) and runs the heavy
 engine out of process through the ``dvp`` command. Modules: :mod:`.convert` (camera conventions, no bpy),
 :mod:`.runner` (the ``dvp`` subprocess, no bpy), :mod:`.keyframes` (channelbag bulk keys),
@@ -14,10 +14,10 @@ __version__ = "0.1.0"
 
 import bpy  # noqa: E402
 
-from . import operators, panels, properties  # noqa: E402
+from . import operators, panels, preview, properties  # noqa: E402
 
 #: Registered in this order, unregistered in reverse.
-classes = properties.classes + operators.classes + panels.classes
+classes = properties.classes + operators.classes + preview.classes + panels.classes
 
 
 def _menu_import(self: bpy.types.Menu, context: bpy.types.Context) -> None:
@@ -39,6 +39,7 @@ def register() -> None:
 
 def unregister() -> None:
     """Undo :func:`register` in reverse order."""
+    preview.stop_servers()
     bpy.types.TOPBAR_MT_file_export.remove(_menu_export)
     bpy.types.TOPBAR_MT_file_import.remove(_menu_import)
     del bpy.types.Scene.dvp

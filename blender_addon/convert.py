@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,69 @@ def strip_offset(crop: tuple[int, int, int], width: int, height: int) -> tuple[f
     """
     x0, y0, side = crop
     return x0 + side / 2 - width / 2, height / 2 - (y0 + side / 2)
+
+
+# ---------------------------------------------------------------------------------------------- frame rate
+FPS_MAX = 32767
+"""Blender's largest ``render.fps`` (a whole number of frames per ``fps_base`` seconds)."""
+FPS_BASE_RANGE = (1e-5, 1e6)
+"""Blender's range of ``render.fps_base`` (stored as float32)."""
+BASE_DENOMINATOR = 1000
+"""``fps_base`` is read as the nearest fraction with a denominator up to this (``1.001 = 1001/1000``)."""
+
+
+class RateError(ValueError):
+    """A frame rate that Blender's ``fps / fps_base`` (or a track's exact fraction) cannot hold."""
+
+
+def blender_to_rate(fps: int, fps_base: float) -> Fraction:
+    """The exact frame rate of a scene: ``fps / fps_base`` with ``fps_base`` read as a simple fraction.
+
+    Blender stores ``fps_base`` as float32 (its 23.98 preset holds 1.00100005), so it is snapped to the
+    nearest fraction with a denominator up to :data:`BASE_DENOMINATOR` when that is within float32 precision:
+    fps 24, base 1.001 gives 24000/1001; fps 60, base 1.001 gives 60000/1001.
+
+    Raises:
+        RateError: ``fps_base`` is no such fraction (e.g. 0.7071), so the rate has no exact value.
+    """
+    if fps < 1 or not fps_base > 0:
+        raise RateError(f"the scene's frame rate {fps} / {fps_base} is not a positive rate")
+    base = Fraction(float(fps_base)).limit_denominator(BASE_DENOMINATOR)
+    if abs(float(base) - fps_base) > 2e-7 * fps_base:
+        raise RateError(
+            f"the scene's frame rate {fps} / {fps_base:.7g} = {fps / fps_base:.7g} fps cannot be expressed "
+            f"exactly (the base is not a ratio of whole numbers up to {BASE_DENOMINATOR}): set Output "
+            "Properties > Frame Rate to a preset, or Custom with a whole FPS and Base 1 or 1.001"
+        )
+    return Fraction(int(fps)) / base
+
+
+def rate_to_blender(rate: Fraction) -> tuple[int, float]:
+    """``(fps, fps_base)`` for an exact rate: ``fps`` the rate rounded (at least 1), ``fps_base = fps / rate``.
+
+    60000/1001 gives (60, 1.001), 24000/1001 gives (24, 1.001), 25 gives (25, 1.0); :func:`blender_to_rate`
+    of the float32-stored result gives the rate back exactly.
+
+    Raises:
+        RateError: a rate Blender cannot hold (above 32767 fps, or whose base is no simple fraction).
+    """
+    rate = Fraction(rate)
+    if rate <= 0:
+        raise RateError(f"the track's frame rate {rate} is not positive")
+    fps = max(1, round(rate))
+    base = float(fps / rate)
+    if fps > FPS_MAX or not FPS_BASE_RANGE[0] <= base <= FPS_BASE_RANGE[1]:
+        raise RateError(
+            f"the track's frame rate {rate} fps is outside what Blender can hold (fps 1-{FPS_MAX})"
+        )
+    stored = float(np.float32(base))
+    try:
+        back = blender_to_rate(fps, stored)
+    except RateError:
+        back = None
+    if back != rate:
+        raise RateError(
+            f"the track's frame rate {rate} ({float(rate):.7g} fps) cannot be expressed as Blender's "
+            f"fps / fps_base (nearest: {fps} / {stored:.7g}); retime the track to a common rate first"
+        )
+    return fps, base

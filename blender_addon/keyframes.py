@@ -89,12 +89,26 @@ def fcurves_by_path(bag: bpy.types.ActionChannelbag) -> dict[tuple[str, int], bp
     return {(fc.data_path, fc.array_index): fc for fc in bag.fcurves}
 
 
+def soft_range(name: str) -> tuple[float, float]:
+    """The slider range of a channel's property (values outside it can still be typed)."""
+    if name.startswith(("blink.", "track.")):
+        return 0.0, 1.0
+    if name.startswith("gaze."):
+        return -40.0, 40.0
+    if name.startswith("light."):
+        return -2.0, 2.0
+    return -3.0, 3.0  # face.* controls and expr.* coefficients: 1.0 is a strong expression
+
+
 def ensure_custom_props(
     obj: bpy.types.ID, names: Iterable[str], descriptions: dict[str, str] | None = None
 ) -> None:
-    """Create float custom properties (0.0) so animation has something to write into."""
+    """Create float custom properties (0.0) so animation has something to write into, with soft ranges."""
     for name in names:
         if name not in obj.keys():
             obj[name] = 0.0
+        lo, hi = soft_range(name)
+        ui = obj.id_properties_ui(name)
+        ui.update(soft_min=lo, soft_max=hi)
         if descriptions and name in descriptions:
-            obj.id_properties_ui(name).update(description=descriptions[name])
+            ui.update(description=descriptions[name])

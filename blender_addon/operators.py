@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import convert, runner, scene_io
+from . import convert, results, runner, scene_io
 from .core import DvpError, FaceTrack
 from .properties import dvp_setting
 
@@ -111,8 +112,7 @@ class RenderJob:
             pattern = _abspath(settings.output, "output")
             if "#" not in Path(pattern).name:
                 raise DvpError(f"the output needs #### for the frame number, got {pattern!r}")
-            out_dir = Path(pattern).parent
-            out_dir.mkdir(parents=True, exist_ok=True)
+            out_dir = writable_folder(Path(pattern).parent, "output")
             edit_path = out_dir / "dvp_edited_track.npz"
             scene_io.export(context, edit_path, head)
             command = runner.render_command(
@@ -121,8 +121,7 @@ class RenderJob:
         else:
             if not settings.source or not settings.target:
                 raise DvpError("reenact needs the source and target videos (DVP panel: Source, Target)")
-            job = Path(_abspath(settings.job, "job folder"))
-            job.mkdir(parents=True, exist_ok=True)
+            job = writable_folder(Path(_abspath(settings.job, "job folder")), "job")
             edit_path = job / "blender_curves.json"
             groups = set(settings.curve_groups)
             scene_io.export(context, edit_path, head, keep=lambda n: scene_io.channel_group(n) in groups)
@@ -156,50 +155,41 @@ class RenderJob:
             return "ERROR" if not result.cancelled else "WARNING", (
                 f"{result.message()} ({len(files)} frame(s) on disk in {Path(self.pattern).parent})"
             )
-        if files:
-            load_frames(
-                context, files, self.first, convert.model_crop(self.model_dir) if self.model_dir else None
-            )
-        return "INFO", f"{result.message()}: {len(files)} frame(s) in {Path(self.pattern).parent}"
+        crop = convert.model_crop(self.model_dir) if self.model_dir else None
+        loaded = results.load_frames(context, self.pattern, self.first, self.last, self.step, crop)
+        message = f"{result.message()}: {len(files)} frame(s) in {Path(self.pattern).parent}"
+        if loaded.missing:
+            gaps = ", ".join(str(f) for f in loaded.missing[:8]) + (" ..." if len(loaded.missing) > 8 else "")
+            return "WARNING", f"{message}; missing on disk (left as gaps): {gaps}"
+        return "INFO", message
 
 
 def _abspath(path: str, what: str) -> str:
+    """An absolute path for a setting; ``//`` paths need a saved .blend (never the process's folder)."""
+    if path.startswith("//") and not bpy.data.filepath:
+        raise DvpError(
+            f"the {what} {path!r} is relative to the .blend file, which is not saved yet: save the .blend "
+            f"first or give an absolute {what} path in the DVP panel"
+        )
     out = str(bpy.path.abspath(path))
-    if out.startswith("//"):
+    if out.startswith("//") or not os.path.isabs(out):
         raise DvpError(f"save the .blend first or give an absolute {what} path ({path} is relative to it)")
     return out
 
 
-def load_frames(
-    context: bpy.types.Context, files: list[Path], first_frame: int, crop: tuple[int, int, int] | None = None
-) -> None:
-    """Load a rendered EXR sequence as a Video Sequencer image strip or as an image (scene setting).
-
-    ``crop``: the model's square ``(x0, y0, side)`` in plate pixels; the strip is left unscaled and moved there,
-    so the render sits on the plate where the face is (Blender reads the crop, not the EXR's display window).
-    """
-    how = context.scene.dvp.load_result
-    if how == "SEQUENCER":
-        se = context.scene.sequence_editor or context.scene.sequence_editor_create()
-        channel = 1 + max((s.channel for s in se.strips), default=0)
-        strip = se.strips.new_image(
-            name="DVP render",
-            filepath=str(files[0]),
-            channel=channel,
-            frame_start=first_frame,
-            fit_method="ORIGINAL",
+def writable_folder(folder: Path, what: str) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it (clear error otherwise)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DvpError(
+            f"cannot create the {what} folder {folder} ({exc.strerror}): choose another {what} in the DVP panel"
+        ) from exc
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise DvpError(
+            f"the {what} folder {folder} is read-only: choose a folder you can write to in the DVP panel"
         )
-        for f in files[1:]:
-            strip.elements.append(f.name)
-        if crop is not None:
-            r = context.scene.render
-            strip.transform.offset_x, strip.transform.offset_y = convert.strip_offset(
-                crop, r.resolution_x, r.resolution_y
-            )
-    elif how == "IMAGE":
-        img = bpy.data.images.load(str(files[0]), check_existing=False)
-        img.source = "SEQUENCE"
-        img.name = "DVP render"
+    return folder
 
 
 def run_job_blocking(context: bpy.types.Context, job: RenderJob) -> tuple[str, str]:

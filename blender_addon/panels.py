@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import operators
+from . import keyframes, operators, scene_io
 
 
 class VIEW3D_PT_dvp(bpy.types.Panel):  # type: ignore[misc]
@@ -40,6 +40,46 @@ class VIEW3D_PT_dvp(bpy.types.Panel):  # type: ignore[misc]
         scene = context.scene
         layout.label(text=f"Frames {scene.frame_start}-{scene.frame_end} (scene range)")
         layout.operator(operators.DVP_OT_render.bl_idname, icon="RENDER_ANIMATION")
+        row = layout.row(align=True)
+        row.operator("dvp.preview_frame", icon="RENDER_STILL")
+        row.operator("dvp.load_overlay", icon="MOD_WIREFRAME")
 
 
-classes = (VIEW3D_PT_dvp,)
+def control_rows(obj: bpy.types.Object | None) -> list[tuple[str, str]]:
+    """``(data path, label)`` of the head's named controls ``face.*``, in the order they were keyed."""
+    if obj is None:
+        return []
+    names = [n for n in str(obj.get("dvp_channels", "")).split(",") if n.startswith("face.") and n in obj]
+    return [(keyframes.prop_path(n), n[5:].replace("_", " ")) for n in names]
+
+
+def panel_head(context: bpy.types.Context) -> bpy.types.Object | None:
+    """The head Empty the panel shows: the selected one (or its ancestor), else the scene's only one."""
+    try:
+        return scene_io.find_head(context)
+    except scene_io.HeadNotFound:
+        return None
+
+
+class VIEW3D_PT_dvp_controls(bpy.types.Panel):  # type: ignore[misc]
+    """The head's named expression controls (face.*) as sliders; keyframe them with I over a slider."""
+
+    bl_label = "Expression controls"
+    bl_idname = "VIEW3D_PT_dvp_controls"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "DVP"
+    bl_parent_id = "VIEW3D_PT_dvp"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return bool(control_rows(panel_head(context)))
+
+    def draw(self, context: bpy.types.Context) -> None:
+        head = panel_head(context)
+        col = self.layout.column(align=True)
+        for path, label in control_rows(head):
+            col.prop(head, path, text=label, slider=True)
+
+
+classes = (VIEW3D_PT_dvp, VIEW3D_PT_dvp_controls)

@@ -155,6 +155,11 @@ def run_dvp(
         time.sleep(interval)
 
 
+MATTE_ARGS = ["--matte", "alpha"]
+"""Blender reads an ``R, G, B, matte.A`` EXR as a multilayer file (no alpha, no colour management in the
+sequencer), so the add-on asks dvp for premultiplied RGBA."""
+
+
 def render_command(
     dvp: str,
     model: str,
@@ -177,7 +182,7 @@ def render_command(
         cmd += ["--curves", c]
     if existing != "fail":
         cmd.append("--" + existing)
-    return cmd + ["--progress", "lines"]
+    return cmd + MATTE_ARGS + ["--progress", "lines"]
 
 
 def reenact_command(
@@ -201,7 +206,7 @@ def reenact_command(
         cmd += ["--frames", frames]
     for c in curves:
         cmd += ["--curves", c]
-    return cmd + ["--progress", "lines"]
+    return cmd + MATTE_ARGS + ["--progress", "lines"]
 
 
 reenact_output = _protocol.reenact_output
@@ -212,3 +217,84 @@ def sequence_files(pattern: str, first: int, last: int) -> list[Path]:
     (:class:`ImageSequence`: ``####`` or a lone ``#`` is four digits, ``%04d``, ``@@@`` ...)."""
     seq = ImageSequence.parse(pattern)
     return [p for p in (seq.path(f) for f in range(first, last + 1)) if p.is_file()]
+
+
+def frame_elements(pattern: str, first: int, last: int, step: int = 1) -> tuple[list[str], list[int]]:
+    """File names for an image strip that shows each rendered frame at its own scene frame.
+
+    A strip plays one element per scene frame, so there is one element for every frame ``first..last``:
+    a rendered frame ``f`` (``first + k * step``) names its own file; the frames between steps hold the last
+    rendered frame before them; a rendered frame that is missing on disk keeps its own (missing) name, so
+    the strip shows nothing there and every later frame stays at its place.
+
+    Returns:
+        ``(names, missing)``: ``last - first + 1`` file names (no folder) and the rendered frames missing.
+    """
+    seq = ImageSequence.parse(pattern)
+    names: list[str] = []
+    missing: list[int] = []
+    held = seq.path(first).name
+    for f in range(first, last + 1):
+        if (f - first) % max(1, step) == 0:
+            path = seq.path(f)
+            held = path.name
+            if not path.is_file():
+                missing.append(f)
+        names.append(held)
+    return names, missing
+
+
+class ServeProcess:
+    """A persistent ``dvp serve`` (model kept loaded): one JSON request line in, one reply line out."""
+
+    def __init__(self, dvp: str) -> None:
+        self.dvp = dvp
+        self._proc = subprocess.Popen(
+            [dvp, "serve"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            bufsize=1,
+        )
+
+    @property
+    def alive(self) -> bool:
+        """True while the process runs."""
+        return self._proc.poll() is None
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    def request(self, request: Mapping[str, object], timeout: float = 120.0) -> dict[str, object]:
+        """Send one request and wait for its reply (``{"ok": False, "error": ...}`` if dvp went away)."""
+        import json
+
+        if not self.alive or self._proc.stdin is None or self._proc.stdout is None:
+            return {"ok": False, "error": f"dvp serve is not running (exit {self._proc.poll()})"}
+        self._proc.stdin.write(json.dumps(dict(request)) + "\n")
+        self._proc.stdin.flush()
+        box: list[str] = []
+        reader = threading.Thread(target=lambda: box.append(self._proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(timeout)
+        if not box or not box[0]:
+            return {"ok": False, "error": f"dvp serve gave no answer within {timeout:.0f} s"}
+        reply: dict[str, object] = json.loads(box[0])
+        return reply
+
+    def close(self) -> None:
+        """Ask the server to quit, then make sure it has."""
+        try:
+            if self.alive and self._proc.stdin is not None:
+                self._proc.stdin.write('{"quit": true}\n')
+                self._proc.stdin.flush()
+            self._proc.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+
+
+def overlay_command(dvp: str, track: str, source: str, out_dir: str, frames: str) -> list[str]:
+    """``dvp overlay TRACK SOURCE -o DIR --frames R``: the fitted mesh over the footage, ``DIR/overlay.####.png``."""
+    return [dvp, "overlay", track, source, "-o", out_dir, "--frames", frames, "--progress", "lines"]

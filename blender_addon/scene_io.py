@@ -92,9 +92,10 @@ def setup_camera(
     r.resolution_percentage = 100
     r.pixel_aspect_x = params.pixel_aspect_x
     r.pixel_aspect_y = params.pixel_aspect_y
-    rate = Fraction(track.rate)
-    r.fps = rate.numerator
-    r.fps_base = float(rate.denominator)
+    try:
+        r.fps, r.fps_base = convert.rate_to_blender(Fraction(track.rate))
+    except convert.RateError as exc:
+        raise InputError(str(exc)) from None
     scene.camera = camera
     return camera
 
@@ -145,12 +146,18 @@ def import_track(
         scene.frame_end = int(track.frames[-1])
         scene.frame_set(int(track.frames[0]))
     if plate:
-        add_plate(camera, Path(plate), int(track.frames[0]) if track.n_frames else 1)
+        add_plate(camera, Path(plate))
+        head["dvp_plate"] = str(plate)
     return head, camera
 
 
-def add_plate(camera: bpy.types.Object, plate: Path, first_frame: int) -> None:
-    """Show the footage behind the camera view: a movie clip, or an image sequence from its first file."""
+def add_plate(camera: bpy.types.Object, plate: Path) -> None:
+    """Show the footage behind the camera view: a movie clip, or an image sequence from its first file.
+
+    Frame numbers are dvp's: a movie's first frame is frame 1 (as ``dvp track`` numbers it) and an image
+    sequence's file ``N`` is frame ``N``, so scene frame ``f`` shows plate frame ``f`` wherever the track
+    starts (a track of frames 181-200 shows movie frame 181 at scene frame 181).
+    """
     if not plate.is_file():
         raise InputError("plate not found", path=plate)
     cam = camera.data
@@ -158,7 +165,8 @@ def add_plate(camera: bpy.types.Object, plate: Path, first_frame: int) -> None:
     bg = cam.background_images.new()
     if plate.suffix.lower() in MOVIE_SUFFIXES:
         clip = bpy.data.movieclips.load(str(plate))
-        clip.frame_start = first_frame
+        clip.frame_start = 1
+        clip.frame_offset = 0
         bg.source = "MOVIE_CLIP"
         bg.clip = clip
         return
@@ -167,9 +175,10 @@ def add_plate(camera: bpy.types.Object, plate: Path, first_frame: int) -> None:
     if m:
         img.source = "SEQUENCE"
         siblings = sorted(plate.parent.glob(plate.name[: m.start(1)] + "*" + m.group(2)))
+        number = int(m.group(1))
         bg.image_user.frame_duration = max(1, len(siblings))
-        bg.image_user.frame_start = first_frame
-        bg.image_user.frame_offset = int(m.group(1)) - 1
+        bg.image_user.frame_start = number  # scene frame N shows file N
+        bg.image_user.frame_offset = number - 1
         bg.image_user.use_auto_refresh = True
     bg.source = "IMAGE"
     bg.image = img
@@ -277,6 +286,14 @@ def scene_intrinsics(
     return convert.camera_to_intrinsics(params), r.resolution_x, r.resolution_y
 
 
+def scene_rate(scene: bpy.types.Scene) -> Fraction:
+    """The scene's exact frame rate (:func:`convert.blender_to_rate`); InputError if it has none."""
+    try:
+        return convert.blender_to_rate(scene.render.fps, scene.render.fps_base)
+    except convert.RateError as exc:
+        raise InputError(str(exc)) from None
+
+
 def curve_set(
     frames: npt.ArrayLike, channels: Mapping[str, npt.ArrayLike], metadata: dict[str, Any]
 ) -> CurveSet:
@@ -342,7 +359,7 @@ def export(
     base = {k: v for k, v in chans.items() if not k.startswith("face.")}
     for name in layout.FRAME_CHANNELS:
         base.setdefault(name, np.zeros(len(frames), np.float32))
-    rate = Fraction(scene.render.fps) / Fraction(scene.render.fps_base).limit_denominator(100000)
+    rate = scene_rate(scene)
     track = FaceTrack(
         frames=frames,
         rate=rate,

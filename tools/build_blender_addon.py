@@ -6,7 +6,7 @@ Usage::
 
 writes ``dist/dvp-<version>.zip`` (the manifest's id and version). The zip holds the add-on's files at its
 root (``blender_manifest.toml``, ``__init__.py``, ...) and ``dvp_core/`` = ``dvp_engine/core`` (numpy + stdlib;
-its imports are relative, so it works as a subpackage). Install it in Blender 4.2+ with
+its imports are relative, so it works as a subpackage). Install it in Blender 5.0+ with
 Edit > Preferences > Get Extensions > Install from Disk, or ``blender --command extension install-file``.
 Stdlib only; the zip is reproducible (sorted entries, fixed timestamps).
 """

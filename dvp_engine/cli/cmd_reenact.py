@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import StageProgress, UsageError, progress_mode
-from .options import add_device, add_frames, add_framing, parse_frames, resolve_device
+from .options import add_device, add_frames, add_framing, add_matte, parse_frames, resolve_device
 
 NAME = "reenact"
 HELP = "track, train, transfer, edit and render in one resumable job"
@@ -55,6 +55,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--overwrite", action="store_true", help="replace frames in an output folder from elsewhere"
     )
     add_device(p)
+    add_matte(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         track_frames=args.track_frames,
         framing=args.framing,
+        matte=args.matte,
     )
     mode = progress_mode(args)
     progress = StageProgress(mode)

@@ -6,7 +6,8 @@ Examples::
     dvp render --model model/ --track edited.npz -o out/frame.####.exr --frames 181-200 --resume
     dvp render --model model/ --track target.npz --curves nuke_edits.json -o out/frame.####.exr
 
-Output EXRs are scene-linear ACEScg RGB plus the feathered head matte in the channel matte.A with metadata: the source frame,
+Output EXRs are scene-linear ACEScg RGB plus the feathered head matte in the channel matte.A (``--matte alpha``:
+premultiplied RGBA instead, for Blender) with metadata: the source frame,
 the generator checkpoint's sha256, the frame's parameters and ``dvp:synthetic = 1``. A failing frame is named
 and the frames already written are kept; ``--resume`` skips frames already on disk.
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from dvp_engine.pipeline.portrait import OUTPUT_SIZES
 
 from .common import Progress, progress_mode
-from .options import add_device, add_frames, apply_curve_files, parse_frames, resolve_device
+from .options import add_device, add_frames, add_matte, apply_curve_files, parse_frames, resolve_device
 
 NAME = "render"
 HELP = "render frames from a track with a trained model (EXR, scene-linear, with matte)"
@@ -49,6 +50,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="threads writing frames (default: up to 8); 1 writes in order and stops at the first failure",
     )
     p.add_argument("--feather", type=float, default=4.0, help="matte feather in pixels at 256 (default 4)")
+    add_matte(p)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace frames that exist already")
     group.add_argument("--resume", action="store_true", help="skip frames that exist already")
@@ -75,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
             output_size=args.output_size,
             feather=args.feather,
             writers=args.writers,
+            matte=args.matte,
             track_label=str(args.track),
             progress=bar.step,
         )

@@ -35,6 +35,7 @@ SUBCOMMANDS: tuple[str, ...] = (
     "cmd_render_conditioning",
     "cmd_train",
     "cmd_render",
+    "cmd_serve",
     "cmd_reenact",
     "cmd_eval",
     "cmd_export",

@@ -45,6 +45,17 @@ def add_framing(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_matte(p: argparse.ArgumentParser) -> None:
+    """``--matte layer|alpha``: how rendered EXRs carry the head matte (dvp_engine.io.output.MATTE_MODES)."""
+    p.add_argument(
+        "--matte",
+        choices=("layer", "alpha"),
+        default="layer",
+        help="layer (default): opaque RGB plus the channel matte.A (Nuke: matte.alpha); alpha: RGBA with the "
+        "colour premultiplied by the matte (Blender's sequencer and compositor read only RGBA)",
+    )
+
+
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``."""
     if name != "auto":

@@ -4,7 +4,7 @@ FaceTrack and its file format, the parameter layout and channel names, rotations
 image-sequence fields and curve files. Importing this package never imports torch or OpenImageIO.
 """
 
-from . import layout
+from . import controls, layout
 from .curves import Curve, CurveSet, Key, apply_curves
 from .errors import DvpError, InputError, SchemaError
 from .frames import FrameSet, parse_frames
@@ -23,6 +23,7 @@ __all__ = [
     "Key",
     "SchemaError",
     "apply_curves",
+    "controls",
     "layout",
     "parse_frames",
 ]

@@ -18,6 +18,10 @@ A curve file is JSON::
   key and after the last, the curve holds the end values. Frames outside the range are left alone.
 * Channel units are those of :mod:`dvp_engine.core.layout` (degrees for angles). Named controls ``face.*``
   act on the expression coefficients through the track's control directions (see :func:`apply_curves`).
+* ``controls``: what ``face.*`` values mean, ``"least-squares"`` (:mod:`dvp_engine.core.controls`): every
+  file this dvp writes records it. A file without it (written before it was recorded) is read only if its
+  ``face.*`` curves are all offsets, which meant the same then; ``face.*`` overrides there meant projections
+  applied one after another and are refused with a request to re-export.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import numpy.typing as npt
 
+from . import controls as _controls
 from . import layout
 from .atomic import write_text_atomic
 from .errors import InputError, SchemaError
@@ -142,6 +147,8 @@ class CurveSet:
 
     curves: dict[str, Curve] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
+    controls: str = _controls.SEMANTICS
+    """What the ``face.*`` curves' values mean (:data:`dvp_engine.core.controls.SEMANTICS`)."""
 
     def validate_names(self, valid: tuple[str, ...] | None = None) -> None:
         """Raise ``KeyError`` naming the first unknown channel and listing the valid ones."""
@@ -166,7 +173,7 @@ class CurveSet:
             if c.range is not None:
                 entry["range"] = list(c.range)
             chans[name] = entry
-        return {"schema": SCHEMA, "channels": chans, "metadata": self.metadata}
+        return {"schema": SCHEMA, "controls": self.controls, "channels": chans, "metadata": self.metadata}
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any], *, path: str | Path | None = None) -> CurveSet:
@@ -199,7 +206,22 @@ class CurveSet:
                 )
             except (KeyError, TypeError, ValueError) as exc:
                 raise InputError(f"channel {name!r}: bad curve ({exc})", path=path) from exc
-        return cls(curves=curves, metadata=dict(doc.get("metadata", {})))
+        semantics = doc.get("controls")
+        if semantics is None:
+            overridden = [n for n, c in curves.items() if n.startswith("face.") and c.mode == "override"]
+            if overridden:
+                raise SchemaError(
+                    f"curve file has no 'controls' field and overrides named controls ({', '.join(overridden)}): "
+                    "it was written by an older dvp whose face.* values meant something else; re-export it",
+                    path=path,
+                )
+            semantics = _controls.SEMANTICS
+        if semantics not in _controls.KNOWN_SEMANTICS:
+            raise SchemaError(
+                f"curve file's 'controls' is {semantics!r}: this dvp reads {', '.join(_controls.KNOWN_SEMANTICS)}",
+                path=path,
+            )
+        return cls(curves=curves, metadata=dict(doc.get("metadata", {})), controls=str(semantics))
 
     def save(self, path: str | Path) -> Path:
         """Write the curve file atomically (JSON, NaN refused)."""
@@ -225,42 +247,29 @@ class CurveSet:
         return cls.from_json(doc, path=src)
 
 
-def control_directions(track: FaceTrack) -> dict[str, npt.NDArray[np.float64]]:
-    """Named expression controls stored in the track's metadata: name -> ``(64,)`` direction.
-
-    The tracker copies the face model's ``control_names``/``control_matrix`` into
-    ``metadata["controls"] = {"names": [...], "matrix": [[...64 floats], ...]}``.
-    """
-    ctrl = track.metadata.get("controls")
-    if not ctrl:
-        return {}
-    matrix = np.asarray(ctrl["matrix"], dtype=np.float64)
-    return {str(n): matrix[i] for i, n in enumerate(ctrl["names"])}
-
-
-def control_values(track: FaceTrack, name: str) -> npt.NDArray[np.float64]:
-    """Value of a named control per frame: the projection coefficient of the expression on its direction."""
-    dirs = control_directions(track)
-    if name not in dirs:
-        raise KeyError(f"named control {name!r} not in this track; it has {sorted(dirs) or 'none'}")
-    d = dirs[name]
-    expr = np.stack([track.channels[c] for c in layout.EXPRESSION], axis=1).astype(np.float64)
-    return np.asarray(expr @ d / float(d @ d), dtype=np.float64)
+control_directions = _controls.control_directions
+control_values = _controls.control_values
 
 
 def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     """Apply a curve set over a track, returning a new track.
 
     For each curve, on the track frames inside its active range, ``override`` sets the channel to the
-    sampled value and ``offset`` adds it. A named control ``face.X`` moves the expression coefficients
-    along its direction ``d``: ``expr += (target - current) * d`` (override) or ``expr += value * d``
-    (offset), with ``current`` from :func:`control_values`. Unknown channels raise ``KeyError`` listing
-    the valid names.
+    sampled value and ``offset`` adds it. Packed channels (``expr.*`` included) are applied first; then all
+    named controls ``face.*`` of the set together, by :func:`dvp_engine.core.controls.apply_control_edits`:
+    the edited controls take their curves' values (override) or move by them (offset) while every other
+    control keeps its value. A file that edits both a control and raw ``expr.*`` coefficients on the same
+    frames therefore gets the raw values first and then the controls' values: **controls win** within the
+    span of the directions, the raw edit stays outside it. Unknown channels raise ``KeyError`` listing the
+    valid names.
     """
-    valid = tuple(track.channels) + tuple(control_directions(track))
+    names, matrix = _controls.control_matrix(track)
+    valid = tuple(track.channels) + tuple(names)
     curves.validate_names(valid)
     out = track.replace()
     frames = out.frames.astype(np.float64)
+    targets = np.full((len(frames), len(names)), np.nan)
+    offsets = np.zeros((len(frames), len(names)))
     for name, curve in curves.curves.items():
         lo, hi = curve.active_range
         sel = (frames >= lo) & (frames <= hi)
@@ -272,12 +281,17 @@ def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
             col[sel] = values if curve.mode == "override" else col[sel] + values
             out.channels[name] = col.astype(np.float32)
             continue
-        d = control_directions(out)[name]
-        amount = values - control_values(out, name)[sel] if curve.mode == "override" else values
+        k = names.index(name)
+        if curve.mode == "override":
+            targets[sel, k] = values
+        else:
+            offsets[sel, k] += values
+    edited = ~np.isnan(targets).all(axis=1) | (offsets != 0).any(axis=1)
+    if edited.any():
+        expr = _controls.expression_of(out)
+        expr[edited] = _controls.apply_control_edits(expr[edited], matrix, targets[edited], offsets[edited])
         for j, cname in enumerate(layout.EXPRESSION):
-            col = out.channels[cname].astype(np.float64)
-            col[sel] += amount * d[j]
-            out.channels[cname] = col.astype(np.float32)
+            out.channels[cname] = expr[:, j].astype(np.float32)
     out.validate()
     return out
 

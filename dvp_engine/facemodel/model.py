@@ -25,6 +25,7 @@ from typing import Any, overload
 
 import numpy as np
 
+from dvp_engine.core import controls
 from dvp_engine.core.atomic import atomic_path
 from dvp_engine.core.errors import InputError, SchemaError
 
@@ -275,20 +276,23 @@ class FaceModel:
         return a @ self.control_matrix.astype(a.dtype if a.dtype == np.float64 else np.float32)
 
     def expression_to_controls(self, expression: Any) -> Any:
-        """Named control values of expression coefficients: ``value_c = (delta . d_c) / (d_c . d_c)``.
+        """Named control values of expression coefficients: least-squares coordinates in all directions.
 
-        The projection of ``delta`` on each control direction on its own (docs/conventions.md), so setting one
-        control with :meth:`control_to_expression` and reading it back returns it, but controls are not
-        independent coordinates. Args: (64,) or (B, 64) numpy/torch; returns (C,) or (B, C), same kind.
+        ``c = argmin |delta - c @ D|`` (:mod:`dvp_engine.core.controls`, the definition every host and curve
+        file uses), so values set with :meth:`control_to_expression` read back exactly, each control on its
+        own. Args: (64,) or (B, 64) numpy/torch; returns (C,) or (B, C), same kind.
         """
         if _is_torch(expression):
+            import torch
+
             m = self.torch_array("control_matrix", device=expression.device, dtype=expression.dtype)
-            return (expression @ m.T) / (m * m).sum(dim=1)
+            e = expression.reshape(-1, expression.shape[-1])
+            sol = torch.linalg.pinv(m.T) @ e.T
+            return sol.T.reshape(*expression.shape[:-1], m.shape[0])
         a = np.asarray(expression)
         if a.shape[-1] != self.n_expr:
             raise InputError(f"expression must have {self.n_expr} entries, got shape {a.shape}")
-        m = self.control_matrix.astype(np.float64)
-        out = (a.astype(np.float64) @ m.T) / np.sum(m * m, axis=1)
+        out = controls.coordinates(a, self.control_matrix)
         return out.astype(a.dtype if a.dtype == np.float64 else np.float32)
 
     def control_directions(self) -> dict[str, list[float]]:

@@ -25,6 +25,10 @@ from .images import paste, write_image
 FLOAT_SUFFIXES = {".exr"}
 MATTE_CHANNEL = "matte.A"
 """Name of the head-matte channel in rendered frames (layer ``matte``, channel ``A``)."""
+MATTE_MODES = ("layer", "alpha")
+"""How the matte is stored: ``layer`` (opaque RGB + the channel ``matte.A``; Nuke) or ``alpha`` (RGBA,
+colour premultiplied by the matte; Blender's sequencer and compositor, which read ``R,G,B,matte.A`` EXRs as
+multilayer files without alpha or colour management)."""
 
 
 def output_sequence(pattern: str | Path, frames: FrameSet, *, overwrite: bool) -> ImageSequence:
@@ -59,6 +63,7 @@ def write_frame(
     compression: str = "zip",
     dtype: str | None = None,
     placement: tuple[int, int, int, int] | None = None,
+    matte_as: str = "layer",
 ) -> Path:
     """Write one frame.
 
@@ -76,7 +81,11 @@ def write_frame(
             ``(x, y)`` in a plate of that size. EXR stores it as a data window in the plate's display
             window (small files; Nuke and OIIO place it); other formats get the whole plate-sized frame,
             zero (and matte 0) outside the crop.
+        matte_as: ``layer`` (default): ``R, G, B, matte.A`` with opaque RGB; ``alpha``: ``R, G, B, A`` with the
+            colour premultiplied by the matte (the EXR convention), for hosts that only read RGBA.
     """
+    if matte_as not in MATTE_MODES:
+        raise ValueError(f"matte_as must be one of {MATTE_MODES}, got {matte_as!r}")
     dest = Path(path)
     pixels = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
     meta: dict[str, Any] = {"Software": f"dvp {__version__}"}
@@ -95,8 +104,12 @@ def write_frame(
     kwargs: dict[str, Any] = {"metadata": meta}
     if matte is not None:
         a = np.clip(np.asarray(matte, dtype=np.float32), 0.0, 1.0)[..., None]
-        pixels = np.concatenate([pixels, a], axis=-1)
-        kwargs["channel_names"] = ["R", "G", "B", MATTE_CHANNEL]
+        if matte_as == "alpha":
+            pixels = np.concatenate([pixels * a, a], axis=-1)
+            kwargs["channel_names"] = ["R", "G", "B", "A"]
+        else:
+            pixels = np.concatenate([pixels, a], axis=-1)
+            kwargs["channel_names"] = ["R", "G", "B", MATTE_CHANNEL]
     if dtype is not None:
         kwargs["dtype"] = dtype
     if dest.suffix.lower() == ".exr":

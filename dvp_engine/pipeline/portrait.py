@@ -491,6 +491,18 @@ def _done(fn: Callable[..., Path], *args: Any) -> Future[Path]:
     return fut
 
 
+_LOADED: dict[tuple[str, str, int, float], Any] = {}
+"""Generators kept loaded by ``render_portrait(..., keep_loaded=True)`` (at most one)."""
+
+
+def _model_stamp(model_dir: Path) -> float:
+    """Changes when the model folder gets a new checkpoint (its ``latest.json``)."""
+    try:
+        return (Path(model_dir) / "latest.json").stat().st_mtime
+    except OSError:
+        return 0.0
+
+
 def render_portrait(
     model_dir: Path,
     track: FaceTrack,
@@ -507,6 +519,8 @@ def render_portrait(
     progress: Callable[[int], None] | None = None,
     writers: int | None = None,
     frames_per_chunk: int = 256,
+    matte: str = "layer",
+    keep_loaded: bool = False,
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
@@ -527,6 +541,9 @@ def render_portrait(
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
         resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
         writers: threads writing frames (default ``min(8, CPU count)``).
+        keep_loaded: keep the loaded generator for the next call with the same model, device and batch
+            (``dvp serve``: a preview frame then costs its 11 conditioning renders and one network pass).
+        matte: ``layer`` (opaque RGB + ``matte.A``, default) or ``alpha`` (premultiplied RGBA) (io.output).
         frames_per_chunk: frames whose conditioning images are rendered and held at once (rounded up to whole batches;
             memory stays bounded on long shots: 256 frames at 512 are 600 MB).
     """
@@ -534,12 +551,14 @@ def render_portrait(
     import torch.nn.functional as F
 
     from dvp_engine.core.frames import FrameSet
-    from dvp_engine.io.output import output_sequence, write_frame
+    from dvp_engine.io.output import MATTE_MODES, output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
     from dvp_engine.network.data import gather_windows, window_indices
     from dvp_engine.network.infer import resolve_device
 
+    if matte not in MATTE_MODES:
+        raise ValueError(f"matte must be one of {', '.join(MATTE_MODES)}, got {matte!r}")
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")
     info = ModelInfo.load(model_dir)
@@ -579,7 +598,15 @@ def render_portrait(
             {int(track.frames[i]): k for k, i in enumerate(rows)},
         )
 
-    renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
+    key = (str(Path(model_dir).resolve()), str(device), batch, _model_stamp(model_dir))
+    renderer = _LOADED.get(key) if keep_loaded else None
+    if renderer is None:
+        renderer = Renderer(
+            model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw}
+        )
+        if keep_loaded:
+            _LOADED.clear()  # one model at a time
+            _LOADED[key] = renderer
     digest = checkpoint_hash(model_dir)
     out_side = framing.size if output_size == "network" else framing.side
     placement = (
@@ -625,7 +652,9 @@ def render_portrait(
             "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
             "dvp:crop": [framing.x0, framing.y0, framing.side],
         }
-        return write_frame(seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement)
+        return write_frame(
+            seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement, matte_as=matte
+        )
 
     per_chunk = max(1, -(-frames_per_chunk // batch)) * batch  # whole batches
     with ThreadPoolExecutor(n_writers, thread_name_prefix="dvp-write") as pool:

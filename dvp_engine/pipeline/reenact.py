@@ -66,6 +66,8 @@ class ReenactSettings:
     seed: int = 0
     track_frames: str | None = None
     framing: str = "auto"
+    matte: str = "layer"
+    """``layer`` (RGB + matte.A) or ``alpha`` (premultiplied RGBA), see :data:`dvp_engine.io.output.MATTE_MODES`."""
 
 
 @dataclass
@@ -184,7 +186,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         return [f for f in (s.frames or [int(x) for x in new.frames]) if f in have]
 
     def render_step() -> Step:
-        inputs = {"track": new_npz, "model": model_dir / "latest.json", "frames": s.frames}
+        inputs = {"track": new_npz, "model": model_dir / "latest.json", "frames": s.frames, "matte": s.matte}
 
         def run() -> None:
             new = FaceTrack.load(new_npz)
@@ -213,6 +215,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 resume=resume,
                 track_label=str(new_npz),
                 progress=tick,
+                matte=s.matte,
             )
             report.append(f"rendered {len(res.written)} frames ({len(res.skipped)} were already there)")
 

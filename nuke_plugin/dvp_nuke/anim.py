@@ -14,9 +14,9 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, layout
-from dvp_engine.core.curves import control_directions, control_values
+from dvp_engine.nkscript import knobs as mapping
+from dvp_engine.nkscript.knobs import track_values as track_values
 
-from . import mapping
 from .protocols import AnimationKey, Knob, Node
 
 KeyFactory = Callable[[Sequence[float], Sequence[float]], list[AnimationKey]]
@@ -90,14 +90,6 @@ def _knob(node: Node, name: str) -> Knob:
     if k is None:
         raise KeyError(f"node {node.name()} has no knob {name!r}")
     return k
-
-
-def track_values(track: FaceTrack) -> dict[str, npt.NDArray[np.float64]]:
-    """Per-frame values of every channel and named control of ``track`` (control values projected)."""
-    values = {name: np.asarray(v, dtype=np.float64) for name, v in track.channels.items()}
-    for name in control_directions(track):
-        values.setdefault(name, control_values(track, name))
-    return values
 
 
 def import_track(

@@ -12,14 +12,20 @@ from typing import Any, cast
 
 import nuke
 
-from . import mapping
-from .mapping import KnobSpec
+from dvp_engine.nkscript import knobs as mapping
+from dvp_engine.nkscript.knobs import KnobSpec
+
 from .protocols import AnimationKey, Menu, Node, ProgressTask
 
 
 def is_gui() -> bool:
     """True in an interactive Nuke session, False in terminal mode (``nuke -t``) and on a farm."""
     return bool(nuke.GUI)
+
+
+def current_frame() -> int:
+    """The frame the viewer shows."""
+    return int(round(float(nuke.frame())))
 
 
 def this_node() -> Node:
@@ -74,10 +80,6 @@ def make_knob(spec: KnobSpec) -> Any:
         k = nuke.Double_Knob(spec.name, spec.label)
         if spec.range is not None:
             k.setRange(spec.range[0], spec.range[1])
-    elif spec.kind == "xy":
-        k = nuke.XY_Knob(spec.name, spec.label)
-    elif spec.kind == "xyz":
-        k = nuke.XYZ_Knob(spec.name, spec.label)
     elif spec.kind == "button":
         k = nuke.PyScript_Knob(spec.name, spec.label, spec.command)
     elif spec.kind == "text":
@@ -116,6 +118,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         premult = cast(Node, nuke.nodes.Premult(name="premult"))
         over = cast(Node, nuke.nodes.Merge2(name="over", operation="over"))
         switch = cast(Node, nuke.nodes.Switch(name="view_switch"))
+        overlay = cast(Node, nuke.nodes.Read(name="overlay_read", on_error="black"))
         out = cast(Node, nuke.nodes.Output(name="Output1"))
         place.setInput(0, read)
         copy.setInput(0, place)  # B: the opaque render
@@ -125,10 +128,19 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         over.setInput(1, premult)  # A
         switch.setInput(0, place)
         switch.setInput(1, over)
+        switch.setInput(2, overlay)
         out.setInput(0, switch)
         which = switch.knob("which")
         if which is not None:
             which.setExpression("parent.view")
+        colourspace = read.knob("colorspace")
+        if colourspace is not None:
+            colourspace.setValue(mapping.RENDER_COLOURSPACE)
+        placed = [("result", read), ("place", place), ("matte_to_alpha", copy), ("premult", premult)]
+        placed += [("plate", plate), ("over", over), ("view_switch", switch), ("Output1", out)]
+        placed += [("overlay_read", overlay)]
+        for node_name, node in placed:
+            node.setXYpos(*mapping.INNER_POSITIONS[node_name])
     finally:
         group.end()
     return group, {
@@ -139,6 +151,7 @@ def new_group(name: str, specs: Sequence[KnobSpec]) -> tuple[Node, dict[str, Nod
         "premult": premult,
         "over": over,
         "view_switch": switch,
+        "overlay_read": overlay,
     }
 
 

@@ -16,8 +16,9 @@ from typing import Any
 
 from dvp_engine.core import DvpError, FaceTrack, FrameSet
 from dvp_engine.core.cli_protocol import reenact_output
+from dvp_engine.nkscript import knobs as mapping
 
-from . import anim, host, mapping, runner
+from . import anim, host, runner
 from .protocols import Node
 
 
@@ -310,11 +311,69 @@ def track(node: Node) -> Job:
     return _run(node, "track", cmd, done)
 
 
+def preview_pattern(node: Node) -> str:
+    """Where Preview Frame writes: ``<output folder>/preview/<node>_preview.####.exr``."""
+    output = _str(node, "output")
+    if not output:
+        raise DvpNukeError("set the 'output' knob: the preview is written beside the render")
+    return str(Path(output).parent / "preview" / f"{node.name()}_preview.####.exr")
+
+
+def preview(node: Node, frame: int | None = None) -> Job:
+    """Preview Frame: export the curves and render only the current frame (``dvp render --frames F``)."""
+    f = host.current_frame() if frame is None else int(frame)
+    command, _ = render_command(node)
+    pattern = preview_pattern(node)
+    command[command.index("-o") + 1] = pattern
+    command[command.index("--frames") + 1] = str(f)
+
+    def done(n: Node, result: runner.RunResult) -> None:
+        if result.ok:
+            _show_result(n, pattern, str(f))
+            _set(n, "view", "result")
+        _status(n, result.summary(f"preview of frame {f}"))
+
+    return _run(node, "preview", command, done)
+
+
+def overlay(node: Node) -> Job:
+    """Overlay: ``dvp overlay TRACK PLATE`` over the frame range; the inner ``overlay_read`` shows it."""
+    dvp = _dvp(node)
+    frames = _frames(node)
+    track_file = _str(node, "track_file")
+    if not track_file:
+        raise DvpNukeError("set the 'track' knob (Track or Import Track first)")
+    plate = _plate_file(node)
+    base = _str(node, "output")
+    folder = Path(base).parent / "overlay" if base else Path(track_file).parent / f"{node.name()}_overlay"
+    cmd = [dvp, "overlay", track_file, plate, "-o", str(folder), "--frames", frames, "--progress", "lines"]
+
+    def done(n: Node, result: runner.RunResult) -> None:
+        if result.ok:
+            read = n.node("overlay_read")
+            if read is not None:
+                fs = FrameSet.parse(frames)
+                for name, value in (
+                    ("file", str(folder / "overlay.####.png")),
+                    ("first", min(fs)),
+                    ("last", max(fs)),
+                ):
+                    k = read.knob(name)
+                    if k is not None:
+                        k.setValue(value)
+            _set(n, "view", "overlay")
+        _status(n, result.summary("overlay"))
+
+    return _run(node, "overlay", cmd, done)
+
+
 ACTIONS: dict[str, Callable[[Node], object]] = {
     "track": track,
     "import_track": import_track,
     "export_curves": export_curves,
     "render": render,
+    "preview": preview,
+    "overlay": overlay,
 }
 
 

@@ -65,6 +65,8 @@ class Node(Protocol):
 
     def setInput(self, index: int, node: Node | None) -> bool: ...  # noqa: N802
 
+    def setXYpos(self, x: int, y: int) -> None: ...  # noqa: N802
+
     def input(self, index: int) -> Node | None: ...
 
     def begin(self) -> Any: ...

@@ -15,6 +15,22 @@ MENU_LABEL = "DVPortrait"
 MENU_COMMAND = "import dvp_nuke.node\ndvp_nuke.node.menu_create()"
 MENU_ICON = "DVPortrait.png"
 """In ``icons/``, which :func:`on_init` puts on the plugin path."""
+MIN_PYTHON = (3, 10)
+"""The plugin (and dvp_engine.core) use Python 3.10 (``zip(strict=...)``, ``X | Y`` types): Nuke 15 or later."""
+PYTHON_SEEN: tuple[int, ...] = tuple(sys.version_info[:3])
+
+
+def check_python(version: tuple[int, ...] | None = None) -> None:
+    """Refuse a Nuke whose Python is older than 3.10 (Nuke 14 and before) with a message that says so.
+
+    This module itself only uses Python 3.6 syntax, so the check runs (and reports) on an old Nuke.
+    """
+    seen = tuple(version if version is not None else PYTHON_SEEN)
+    if seen[:2] < MIN_PYTHON:
+        raise RuntimeError(
+            "the DVP plugin needs Nuke 15 or later (Python 3.10+); this Nuke runs Python "
+            + ".".join(str(v) for v in seen)
+        )
 
 
 def ensure_engine_core() -> str:
@@ -34,6 +50,7 @@ def ensure_engine_core() -> str:
 
 def on_init() -> None:
     """``init.py``: the engine core on sys.path, the plugin's ``icons`` folder on the plugin path."""
+    check_python()
     ensure_engine_core()
     from . import host
 
@@ -44,6 +61,7 @@ def on_menu() -> None:
     """``menu.py``: Nodes > DVP > DVPortrait (GUI sessions only)."""
     from . import host
 
+    check_python()
     if host.is_gui():
         host.add_menu_command(MENU_PATH, MENU_LABEL, MENU_COMMAND, icon=MENU_ICON)
 

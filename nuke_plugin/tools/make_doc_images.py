@@ -84,7 +84,7 @@ def panel(out: Path) -> None:
                 ax.text(2.85 + i * 1.9, y, b.label, color=TEXT, ha="center", va="center", fontsize=8)
             continue
         ax.text(2.8, y, label, color=TEXT, ha="right", va="center", fontsize=8)
-        n = {"xyz": 3, "xy": 2}.get(s.kind, 1)
+        n = 1
         width = {"file": 5.6, "string": 3.0, "enum": 2.2}.get(s.kind, 1.1)
         for i in range(n):
             ax.add_patch(Rectangle((3.0 + i * 1.25, y - 0.15), width, 0.3, color=FIELD))

@@ -50,8 +50,19 @@ def make_track() -> Any:
     return synthetic_track
 
 
-def synthetic_track(frames: Any, seed: int = 0, n_controls: int = 2) -> Any:
-    """A synthetic FaceTrack with every channel filled and ``n_controls`` named controls."""
+def shipped_control_matrix() -> tuple[list[str], Any]:
+    """The shipped face model's named controls: ``(names, (12, 64) directions)``."""
+    import json
+
+    data = REPO / "dvp_engine" / "data"
+    names = json.loads((data / "face_model.json").read_text("utf-8"))["control_names"]
+    with np.load(data / "face_model.npz", allow_pickle=False) as z:
+        return [str(n) for n in names], np.asarray(z["control_matrix"], dtype=np.float64)
+
+
+def synthetic_track(frames: Any, seed: int = 0, n_controls: int = 2, shipped_controls: bool = False) -> Any:
+    """A synthetic FaceTrack with every channel filled and ``n_controls`` random named controls
+    (or, with ``shipped_controls``, the shipped face model's 12 controls)."""
     from dvp_engine.core import FaceTrack, layout
 
     rng = np.random.default_rng(seed)
@@ -65,6 +76,8 @@ def synthetic_track(frames: Any, seed: int = 0, n_controls: int = 2) -> Any:
     params[:, layout.FRAME_LAYOUT["blink"]] = rng.uniform(0, 1, (n, 2))
     matrix = rng.normal(0, 1, (n_controls, layout.N_EXPRESSION))
     names = ["face.jaw_open", "face.smile", "face.brow_up"][:n_controls]
+    if shipped_controls:
+        names, matrix = shipped_control_matrix()
     return FaceTrack.from_params(
         frames,
         params,

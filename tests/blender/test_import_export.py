@@ -221,3 +221,37 @@ def test_nla_retime_scale_2x_and_modifier_are_baked(addon: Any, tmp_path: Path, 
     )
     # the held (constant) validity flag stays 0/1
     assert set(np.unique([k.value for k in cs.curves["track.valid"].keys])) <= {0.0, 1.0}
+
+
+def test_smile_keyed_plus_one_arrives_plus_one_other_controls_unchanged(
+    addon: Any, tmp_path: Path, make_track: Any
+) -> None:
+    """Issue 15 item 1: the shipped 12 (non-orthogonal) controls, smile +1 keyed in Blender at frame 50."""
+    import bpy
+
+    from dvp_engine.core import CurveSet, apply_curves, controls
+
+    track = make_track(range(1, 61), shipped_controls=True)
+    head, _cam, _ = _import(bpy, track, tmp_path)
+    before = controls.all_control_values(track)
+    assert len(before) == 12
+    scene = bpy.context.scene
+    scene.frame_set(50)
+    head["face.smile"] = float(before["face.smile"][49]) + 1.0
+    head.keyframe_insert('["face.smile"]', frame=50)
+    for suffix in (".json", ".npz"):
+        out = tmp_path / f"edited{suffix}"
+        assert bpy.ops.dvp.export_curves(filepath=str(out)) == {"FINISHED"}
+        edited = apply_curves(track, CurveSet.load(out)) if suffix == ".json" else FaceTrack_load(out)
+        after = controls.all_control_values(edited)
+        for name, values in before.items():
+            want = values.copy()
+            if name == "face.smile":
+                want[49] += 1.0
+            np.testing.assert_allclose(after[name], want, atol=1e-4, err_msg=f"{suffix} {name}")
+
+
+def FaceTrack_load(path: Path) -> Any:  # noqa: N802 - reads like the class method it wraps
+    from dvp_engine.core import FaceTrack
+
+    return FaceTrack.load(path)

@@ -37,8 +37,38 @@ e.add_argument("--model")
 e.add_argument("--curves", action="append", default=[])
 for q in (r, e):
     q.add_argument("--frames", required=True)
+    q.add_argument("--matte", choices=("layer", "alpha"), default="layer")
     q.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
+s = sub.add_parser("serve")
+s.add_argument("--device", default="auto")
+o = sub.add_parser("overlay")
+o.add_argument("track")
+o.add_argument("source")
+o.add_argument("-o", "--output", required=True)
+o.add_argument("--frames", required=True)
+o.add_argument("--progress", default="auto")
 a = p.parse_args()
+if a.cmd == "serve":  # one JSON reply per request line, like dvp serve
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req.get("quit"):
+            break
+        frame = int(req["frame"])
+        w = req["output"].count("#")
+        path = req["output"].replace("#" * w, str(frame).zfill(w))
+        assert os.path.isfile(req["track"]) and req.get("matte") == "alpha", req
+        with open(path, "wb") as fh:
+            fh.write(b"fake exr")
+        print(json.dumps({{"id": req.get("id"), "ok": True, "path": path, "frame": frame, "pid": os.getpid()}}), flush=True)
+    sys.exit(0)
+if a.cmd == "overlay":
+    assert os.path.isfile(a.track) and os.path.isfile(a.source)
+    os.makedirs(a.output, exist_ok=True)
+    lo, hi = (int(x) for x in a.frames.split("-"))
+    for f in range(lo, hi + 1):
+        with open(os.path.join(a.output, "overlay.%04d.png" % f), "wb") as fh:
+            fh.write(b"fake png")
+    sys.exit(0)
 if os.environ.get("FAKE_DVP_ARGV"):
     with open(os.environ["FAKE_DVP_ARGV"], "w") as fh:
         json.dump(sys.argv[1:], fh)

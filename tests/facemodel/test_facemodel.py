@@ -174,6 +174,8 @@ def test_control_round_trip(model: FaceModel) -> None:
     expr = model.control_to_expression(vals)
     back = model.expression_to_controls(expr)
     assert back[model.control_index("face.smile")] == pytest.approx(0.7, rel=1e-5)
+    # least-squares coordinates: the other (non-orthogonal) controls read 0, not their overlap with smile
+    np.testing.assert_allclose(np.delete(back, model.control_index("face.smile")), 0.0, atol=1e-5)
     t = model.expression_to_controls(torch.tensor(expr[None], dtype=torch.float64))
     np.testing.assert_allclose(t.numpy()[0], back, rtol=1e-5, atol=1e-6)
     with pytest.raises(InputError, match="unknown named control"):

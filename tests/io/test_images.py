@@ -198,3 +198,24 @@ def test_exr_data_window_round_trip_and_overscan(tmp_path: Path) -> None:
         write_image(tmp_path / "dw.png", crop, data_window=(0, 0, 64, 48))
     with pytest.raises(ValueError, match="window"):
         read_image(path, window="bbox")  # type: ignore[arg-type]
+
+
+def test_write_frame_matte_as_layer_or_premultiplied_alpha(tmp_path: Path) -> None:
+    """``layer``: opaque RGB + matte.A (Nuke); ``alpha``: RGBA premultiplied by the matte (Blender)."""
+    from dvp_engine.io.output import write_frame
+
+    rgb = np.full((4, 6, 3), 0.5, np.float32)
+    matte = np.zeros((4, 6), np.float32)
+    matte[:, 3:] = 1.0
+    matte[:, 2] = 0.5
+    layer = write_frame(tmp_path / "l.exr", rgb, matte=matte, dtype="float")
+    alpha = write_frame(tmp_path / "a.exr", rgb, matte=matte, dtype="float", matte_as="alpha")
+    pl, ml = read_image(layer)
+    pa, ma = read_image(alpha)
+    assert ml["oiio:channelnames"] == ("R", "G", "B", "matte.A")
+    assert ma["oiio:channelnames"] == ("R", "G", "B", "A")
+    np.testing.assert_allclose(pa[..., 3], matte)
+    np.testing.assert_allclose(pa[..., :3], pl[..., :3] * matte[..., None], rtol=1e-6, atol=1e-7)
+    assert ml["oiio:ColorSpace"] == ma["oiio:ColorSpace"]
+    with pytest.raises(ValueError, match="matte_as"):
+        write_frame(tmp_path / "x.exr", rgb, matte=matte, matte_as="straight")

@@ -146,6 +146,11 @@ def pluginAddPath(path: str) -> None:  # noqa: N802
     _state.plugin_paths.insert(0, str(path))
 
 
+def frame() -> float:
+    """The current frame of the session."""
+    return _state.frame
+
+
 def thisNode() -> _Node:  # noqa: N802
     if _state.this_node is None:
         raise RuntimeError("no current node (thisNode outside a knob callback)")
@@ -317,12 +322,10 @@ class Double_Knob(_ArrayKnob):  # noqa: N801
     _size = 1
 
 
-class XY_Knob(_ArrayKnob):  # noqa: N801
+class _XYKnob(_ArrayKnob):
+    """A built-in 2D position knob (Transform.translate); the plugin creates none (viewer handles)."""
+
     _size = 2
-
-
-class XYZ_Knob(_ArrayKnob):  # noqa: N801
-    _size = 3
 
 
 class _TextValued(_Knob):
@@ -393,8 +396,9 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
         "last": _IntKnob,
         "origfirst": _IntKnob,
         "origlast": _IntKnob,
+        "colorspace": String_Knob,
     },
-    "Transform": {"translate": XY_Knob},
+    "Transform": {"translate": _XYKnob},
     "Premult": {},
     "Copy": {"from0": String_Knob, "to0": String_Knob},
     "Merge2": {"operation": String_Knob},
@@ -452,6 +456,12 @@ class _Node:
         key = knob.name() if knob.name() not in self._knobs else f"{knob.name()}#{len(self._knobs)}"
         self._knobs[key] = knob
         knob._node = self
+
+    def setXYpos(self, x: int, y: int) -> None:  # noqa: N802
+        _main_only(f"{self.name()}.setXYpos")
+        if not (isinstance(x, int) and isinstance(y, int)):
+            raise TypeError("setXYpos takes two ints")
+        self.xy = (x, y)
 
     def setInput(self, index: int, node: _Node | None) -> bool:  # noqa: N802
         _main_only(f"{self.name()}.setInput")

@@ -97,7 +97,8 @@ def knob_animation(value: str | Brace) -> list[tuple[list[float], list[float]] |
         return [float(value)]
     inner = value.text.strip()
     if inner.startswith("curve"):
-        return [parse_curve(inner)]
+        # Nuke writes an animated single-value knob as {{curve ...}} (TimeOffset, Grade in real scripts)
+        raise ValueError(f"single-value animation must be written {{{{curve ...}}}}, got {{{inner[:30]}...}}")
     out: list[tuple[list[float], list[float]] | float] = []
     for item in words(inner)[0]:
         if isinstance(item, Brace):
@@ -139,7 +140,7 @@ def parse_nodes(text: str) -> tuple[list[NkNode], dict[str, list[NkNode]]]:
             arg = str(cmd[1])
             stack.append(None if arg == "0" else saved.get(arg))
             continue
-        if head in ("version", "end_group") or str(head).startswith("#"):
+        if head in ("version", "end_group", "add_layer") or str(head).startswith("#"):
             if head == "end_group":
                 current, stack, _ = frames.pop()
             continue

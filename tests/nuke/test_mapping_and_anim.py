@@ -55,7 +55,13 @@ def test_advanced_group_is_closed_and_holds_raw_coefficients() -> None:
     outside = {ch for s in specs[:start] + specs[end:] for ch in s.channels}
     assert set(layout.HEAD_ROTATION + layout.GAZE + layout.BLINK) <= outside
     kinds_of = {s.name: s.kind for s in specs}
-    assert kinds_of["head_rotate"] == "xyz" and kinds_of["gaze_left"] == "xy"
+    # no XY/XYZ knobs: their viewer handles would edit degrees and metres as pixels
+    assert kinds_of["head_ry"] == "double" and kinds_of["gaze_left_x"] == "double"
+    assert not {"xy", "xyz"} & set(kinds)
+    assert mapping.channel_to_knob("head.ry") == ("head_ry", 0)
+    assert mapping.channel_to_knob("gaze.right.y") == ("gaze_right_y", 0)
+    by_name = {s.name: s for s in specs}
+    assert by_name["head_rx"].startline and not by_name["head_ry"].startline  # one line per group
 
 
 def _node_with_track(nuke: Any, tmp_path: Path, track: FaceTrack, **kw: Any) -> Any:
@@ -91,7 +97,7 @@ def test_import_sets_exactly_the_tracked_keys(nuke: Any, tmp_path: Path, make_tr
     assert any("not in the track" in m for m in nuke._state.messages)
     # importing again replaces the animation instead of adding to it
     dnode.import_track(n)
-    assert len(n.knob("head_rotate").animation(1).keys()) == len(frames)
+    assert len(n.knob("head_ry").animation(0).keys()) == len(frames)
 
 
 def test_channel_mismatch_reports_and_loads_the_rest(nuke: Any, tmp_path: Path, make_track: Any) -> None:
@@ -112,7 +118,7 @@ def test_channel_mismatch_reports_and_loads_the_rest(nuke: Any, tmp_path: Path, 
     assert "head.scale" in text and "blink.left" in text and "ignored" in text
     # matching channels still loaded
     np.testing.assert_allclose(
-        [k.y for k in n.knob("head_rotate").animation(2).keys()], track.channels["head.rz"], atol=1e-12
+        [k.y for k in n.knob("head_rz").animation(0).keys()], track.channels["head.rz"], atol=1e-12
     )
 
 
@@ -124,10 +130,10 @@ def test_export_after_edits_reproduces_them(nuke: Any, tmp_path: Path, make_trac
     n = _node_with_track(nuke, tmp_path, track)
     dnode.import_track(n)
     # the artist's edits: keys moved, a named control pushed, a raw coefficient changed
-    n.knob("gaze_left").setValueAt(15.0, 1005, 0)
-    n.knob("gaze_left").setValueAt(-4.0, 1006, 1)
+    n.knob("gaze_left_x").setValueAt(15.0, 1005, 0)
+    n.knob("gaze_left_y").setValueAt(-4.0, 1006, 0)
     n.knob("blink_right").setValueAt(1.0, 1010, 0)
-    n.knob("head_translate").setValueAt(0.9, 1001, 2)
+    n.knob("head_tz").setValueAt(0.9, 1001, 0)
     n.knob("expr_07").setValueAt(2.5, 1012, 0)
     jaw_before = control_values(track, "face.jaw_open")
     n.knob("face_jaw_open").setValueAt(float(jaw_before[15]) + 1.25, 1016, 0)
@@ -180,8 +186,8 @@ def test_node_layout_in_the_fake(nuke: Any) -> None:
     from dvp_nuke import node as dnode
 
     n = dnode.create_node()
-    assert isinstance(n.knob("head_rotate"), nuke.XYZ_Knob)
-    assert isinstance(n.knob("gaze_right"), nuke.XY_Knob)
+    assert isinstance(n.knob("head_ry"), nuke.Double_Knob)
+    assert isinstance(n.knob("gaze_right_x"), nuke.Double_Knob)
     assert isinstance(n.knob("track_file"), nuke.File_Knob)
     assert isinstance(n.knob("render"), nuke.PyScript_Knob)
     assert n.knob("advanced")._kind == nuke.TABBEGINCLOSEDGROUP
@@ -222,7 +228,7 @@ def test_bad_track_file_is_a_clear_error(nuke: Any, tmp_path: Path) -> None:
     nuke._state.this_node = n
     dnode.on_button("import_track")
     assert str(bad) in nuke._state.messages[-1] and "FaceTrack" in nuke._state.messages[-1]
-    assert not n.knob("head_rotate").isAnimated(0)
+    assert not n.knob("head_rx").isAnimated(0)
 
 
 def test_import_falls_back_to_set_value_at(nuke: Any, make_track: Any) -> None:
@@ -235,6 +241,21 @@ def test_import_falls_back_to_set_value_at(nuke: Any, make_track: Any) -> None:
     track = make_track([3, 4, 8], controls=())
     n = dnode.create_node(controls=())
     anim.import_track(n, track, no_key_objects)
-    keys = n.knob("gaze_right").animation(1).keys()
+    keys = n.knob("gaze_right_y").animation(0).keys()
     assert [k.x for k in keys] == [3.0, 4.0, 8.0]
     np.testing.assert_allclose([k.y for k in keys], track.channels["gaze.right.y"], atol=1e-12)
+
+
+def test_inner_graph_is_placed_and_reads_acescg(nuke: Any) -> None:
+    """Issue 15 item 12 in Python: the inner nodes get their own DAG positions; the Read's colour space."""
+    from dvp_nuke import mapping
+    from dvp_nuke import node as dnode
+
+    n = dnode.create_node("DVPortrait1")
+    n.begin()
+    try:
+        inner = {name: n.node(name) for name in mapping.INNER_POSITIONS}
+    finally:
+        n.end()
+    assert len({node.xy for node in inner.values()}) == len(inner)
+    assert inner["result"].knob("colorspace").value() == "ACEScg"

@@ -59,7 +59,7 @@ def test_snippet_parses_back_to_the_same_animation(make_track: Any) -> None:
     # knob definitions: every spec once, closed advanced group, buttons with their Python
     defs = {str(u[1].text.split()[1]): u[1].text for u in group.user_knobs}
     assert set(defs) == {s.name for s in mapping.knob_layout(mapping.DEFAULT_CONTROLS)}
-    assert defs["head_rotate"].startswith("13 ") and defs["gaze_left"].startswith("12 ")
+    assert defs["head_ry"].startswith("7 ") and defs["gaze_left_x"].startswith("7 ")
     assert defs["advanced"].endswith("n 1") and group.knobs["advanced"] == "0"
     assert defs["advanced_end"].endswith("n -1")
     assert "on_button('render')" in nkparse.words(defs["render"])[0][-1]
@@ -78,7 +78,8 @@ def test_inside_graph_connections() -> None:
     assert nodes["matte_to_alpha"].knobs["from0"] == "matte.alpha"
     assert nodes["premult"].inputs == [nodes["matte_to_alpha"]]
     assert nodes["over"].inputs == [nodes["plate"], nodes["premult"]]  # B = plate, A = the render
-    assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"]]
+    # show: result (0), over plate (1), overlay (2: the tracker's overlay, dvp overlay)
+    assert nodes["view_switch"].inputs == [nodes["place"], nodes["over"], nodes["overlay_read"]]
     assert nodes["Output1"].inputs == [nodes["view_switch"]]
     assert nodes["result"].knobs["file"] == "/out/f.####.exr" and nodes["result"].knobs["last"] == "10"
 
@@ -134,3 +135,26 @@ def test_batch_cli(tmp_path: Path, make_track: Any, capsys: Any) -> None:
     assert cli_main([str(tpath), "-o", str(tmp_path / "x.txt")]) == 2
     with pytest.raises(SystemExit):
         raise SystemExit(cli_main(["--help"]))
+
+
+def test_nk_follows_real_nuke_script_conventions(make_track: Any) -> None:
+    """What real .nk files do: {{curve}} on single knobs, l "" on text knobs, the matte layer declared,
+    nodes placed in the DAG, the render's Read in the colour space dvp writes."""
+    from dvp_nuke import mapping
+    from dvp_nuke.nkscript import nk_snippet
+
+    track = make_track([1, 2, 3], controls=mapping.DEFAULT_CONTROLS)
+    text = nk_snippet(track, output="/out/f.####.exr", plate="/plate/p.####.exr")
+    assert " blink_left {{curve x1 " in text and " blink_left {curve" not in text
+    assert "add_layer {matte matte.alpha}" in text.splitlines()[:4]
+    top, inner = nkparse.parse_nodes(text)  # single-value curves parse only as {{curve ...}}
+    (group,) = [n for n in top if n.cls == "Group"]
+    assert sum(1 for u in group.user_knobs if u[1].text.startswith("26 ")) == 2
+    texts = [line for line in text.splitlines() if line.startswith(" addUserKnob {26 ")]
+    assert len(texts) == 2 and all(' l "" ' in t for t in texts), texts
+    nodes = inner["DVPortrait1"]
+    places = {(n.knobs.get("xpos"), n.knobs.get("ypos")) for n in nodes}
+    assert None not in {p[0] for p in places} and len(places) == len(nodes)  # every node has its own place
+    assert all("xpos" in n.knobs for n in top)
+    result = {n.name: n for n in nodes}["result"]
+    assert result.knobs["colorspace"] == "ACEScg"

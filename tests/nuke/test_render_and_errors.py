@@ -31,7 +31,11 @@ FAKE_DVP = textwrap.dedent(
     t.add_argument("source")
     t.add_argument("-o", "--output", required=True)
     t.add_argument("--overwrite", action="store_true")
-    for q in (r, t):
+    o = sub.add_parser("overlay")
+    o.add_argument("track")
+    o.add_argument("source")
+    o.add_argument("-o", "--output", required=True)
+    for q in (r, t, o):
         q.add_argument("--frames")
         q.add_argument("--progress", choices=("auto", "bar", "lines", "none"), default="auto")
     a = p.parse_args()
@@ -43,9 +47,16 @@ FAKE_DVP = textwrap.dedent(
         shutil.copy(os.environ["FAKE_DVP_TRACK_SRC"], a.output)
         print("dvp: progress 1/1 frame 1", file=sys.stderr, flush=True)
         sys.exit(0)
+    if a.cmd == "overlay":
+        assert os.path.isfile(a.track) and os.path.isfile(a.source), (a.track, a.source)
+        os.makedirs(a.output, exist_ok=True)
+        for f in range(int(a.frames.split("-")[0]), int(a.frames.split("-")[-1]) + 1):
+            with open(os.path.join(a.output, "overlay.%04d.png" % f), "wb") as fh:
+                fh.write(b"fake png")
+        sys.exit(0)
     for f in [a.track] + a.curves:
         assert os.path.isfile(f), f
-    first, last = (int(x) for x in a.frames.split("-"))
+    first, last = int(a.frames.split("-")[0]), int(a.frames.split("-")[-1])  # "7" or "1-100"
     fail_at = int(os.environ.get("FAKE_DVP_FAIL_AT", "0"))
     delay = float(os.environ.get("FAKE_DVP_DELAY", "0"))
     width = a.output.count("#")
@@ -90,7 +101,7 @@ def _render_node(tmp_path: Path, make_track: Any, dvp: Path | None, frames: rang
     )
     n.knob("track_file").setValue(str(tpath))
     dnode.import_track(n)
-    n.knob("gaze_left").setValueAt(20.0, frames[3], 0)  # an edit, so the curve file has something in it
+    n.knob("gaze_left_x").setValueAt(20.0, frames[3], 0)  # an edit, so the curve file has something in it
     if dvp is not None:
         n.knob("dvp_executable").setValue(str(dvp))
     return n
@@ -244,7 +255,7 @@ def test_track_button_runs_dvp_track_then_imports(
     argv = json.loads((tmp_path / "argv.json").read_text())
     assert argv[:2] == ["track", str(tmp_path / "plate.####.exr")]
     assert n.knob("track_file").value() == argv[argv.index("-o") + 1]
-    assert [k.x for k in n.knob("head_rotate").animation(0).keys()] == [float(f) for f in range(1, 9)]
+    assert [k.x for k in n.knob("head_rx").animation(0).keys()] == [float(f) for f in range(1, 9)]
 
 
 def test_parse_line() -> None:
@@ -262,3 +273,50 @@ def test_parse_line() -> None:
     )
     assert parse_line("dvp: wrote 5 frames") is None
     assert os.sep  # keep os imported for the fixtures
+
+
+def test_preview_renders_only_the_current_frame(
+    nuke_t: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    import json
+
+    from dvp_nuke import node as dnode
+
+    n = _render_node(tmp_path, make_track, fake_dvp, range(1, 11))
+    n.knob("frame_range").setValue("1-10")
+    nuke_t._state.frame = 7.0
+    dnode.preview(n)
+    argv = json.loads((tmp_path / "argv.json").read_text())
+    assert argv[argv.index("--frames") + 1] == "7" and "--curves" in argv
+    out = tmp_path / "out" / "preview" / "DVPortrait1_preview.0007.exr"
+    assert out.is_file() and not _written(tmp_path)  # the render's own frames are untouched
+    read = n.node("result")
+    assert read.knob("file").value().endswith("DVPortrait1_preview.####.exr")
+    assert (read.knob("first").value(), read.knob("last").value()) == (7, 7)
+
+
+def test_overlay_button_shows_the_tracker_overlay(
+    nuke_t: Any, tmp_path: Path, make_track: Any, fake_dvp: Path
+) -> None:
+    from dvp_nuke import node as dnode
+
+    n = _render_node(tmp_path, make_track, fake_dvp, range(1, 6))
+    n.knob("frame_range").setValue("1-3")
+    plate = tmp_path / "plate.mp4"
+    plate.write_bytes(b"x")
+    read = nuke_t.nodes.Read(name="plate_read", file=str(plate))
+    n.setInput(0, read)
+    dnode.overlay(n)
+    assert sorted(p.name for p in (tmp_path / "out" / "overlay").iterdir()) == [
+        "overlay.0001.png",
+        "overlay.0002.png",
+        "overlay.0003.png",
+    ]
+    n.begin()
+    try:
+        ov = n.node("overlay_read")
+        switch = n.node("view_switch")
+    finally:
+        n.end()
+    assert ov.knob("file").value() == str(tmp_path / "out" / "overlay" / "overlay.####.png")
+    assert n.knob("view").value() == "overlay" and switch.input(2) is ov

@@ -36,7 +36,7 @@ def test_menu_command_creates_a_node(nuke: Any) -> None:
         startup.MENU_COMMAND.replace("dvp_nuke.node.menu_create()", "node = dvp_nuke.node.menu_create()"), ns
     )
     node = ns["node"]
-    assert node.Class() == "Group" and node.knob("head_rotate") is not None
+    assert node.Class() == "Group" and node.knob("head_ry") is not None
 
 
 def test_terminal_mode_start_up_makes_no_ui_calls(nuke_t: Any) -> None:
@@ -69,3 +69,26 @@ def test_buttons_are_valid_python_calling_on_button() -> None:
             compile(spec.command, spec.name, "exec")
             assert f"on_button({spec.name!r})" in spec.command
             assert spec.name in node.ACTIONS
+
+
+def test_python_older_than_3_10_is_refused_at_load_with_the_nuke_version(
+    nuke: Any, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """Nuke 14 runs Python 3.9; the plugin (zip(strict=...), X | Y types) needs Nuke 15+ (3.10)."""
+    import dvp_nuke.startup as startup
+
+    with pytest.raises(RuntimeError, match=r"needs Nuke 15 or later \(Python 3.10\+\).*Python 3.9.7"):
+        startup.check_python((3, 9, 7))
+    startup.check_python((3, 10, 0))  # Nuke 15
+    monkeypatch.setattr(startup, "PYTHON_SEEN", (3, 9, 7))
+    _run("init.py")  # must not raise
+    err = capsys.readouterr().err
+    assert "failed to load in init.py" in err and "Nuke 15 or later" in err
+    assert nuke._state.plugin_paths == []
+
+
+def test_nk_header_says_the_supported_nuke() -> None:
+    from dvp_nuke import nkscript
+
+    text = nkscript.nk_snippet(standalone=True)
+    assert text.splitlines()[1].startswith("version 15.")
