@@ -71,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("the output must be a .npz file", path=args.output)
     if args.output.exists() and not args.overwrite:
         raise UsageError("output exists; pass --overwrite to replace it", path=args.output)
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # a farm's job folder starts empty
     if args.merge:
         return _merge(args)
     if args.source is None:
