@@ -139,3 +139,35 @@ def test_a_killed_render_task_retried_rewrites_only_its_chunk(runs: dict[str, Pa
     for f in FRAMES:
         np.testing.assert_array_equal(read_image(frames / f"frame.{f:04d}.exr")[0], expect[f])
     assert json.loads((bundle / "job_params.json").read_text())["JobDir"] == str(farm)
+
+
+def test_chunked_tracking_steps_run_under_openjd(runs: dict[str, Path]) -> None:
+    """--track-chunk 10: the identity task, three chunk tasks and the merge, run by openjd in dependency order;
+    the merged track shares the one-process track's identity and its first chunk bit for bit (the tolerance of the
+    other chunks is tests/tracking/test_chunks.py's)."""
+    from dvp_engine.core import FaceTrack
+
+    tmp = runs["tmp"]
+    bundle, job = tmp / "chunked", tmp / "chunked_job"
+    assert (
+        main(["farm", "openjd", *JOB, "-o", str(bundle), "--job-dir", str(job), "--track-chunk", "10", "-q"])
+        == 0
+    )
+    res = subprocess.run([_openjd(), "run", str(bundle / "template.yaml"), "--job-param",
+                          f"file://{bundle / 'job_params.json'}", "--step", "TrackTarget", "--run-dependencies"],
+                         env=_env(tmp), capture_output=True, text=True, timeout=900)  # fmt: skip
+    assert res.returncode == 0, res.stdout[-3000:]
+    for step in ("TrackTargetIdentity", "TrackTargetChunks", "TrackTarget"):
+        assert f"Running step '{step}'" in res.stdout
+    assert sorted(p.name for p in (job / "work" / "target.chunks").iterdir()) == [
+        "1-10.npz",
+        "11-20.npz",
+        "21-22.npz",
+    ]
+    merged = FaceTrack.load(job / "work" / "target.npz")
+    one = FaceTrack.load(runs["reenact"] / "work" / "target.npz")
+    np.testing.assert_array_equal(merged.frames, one.frames)
+    np.testing.assert_array_equal(merged.identity, one.identity)
+    for ch in one.channels:
+        np.testing.assert_array_equal(merged.channels[ch][:10], one.channels[ch][:10], err_msg=ch)
+    assert float(np.abs(merged.channel("head.ry") - one.channel("head.ry")).max()) < 0.5
