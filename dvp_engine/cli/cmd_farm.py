@@ -79,8 +79,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dvp_engine.core.errors import DvpError
-    from dvp_engine.farm.job import FarmSettings, describe_job
+    from dvp_engine.farm.job import FarmSettings, FarmSettingsError, describe_job
 
     settings = FarmSettings(
         source=args.source,
@@ -111,12 +110,8 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         job = describe_job(settings)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    except DvpError as exc:
-        if "relative path" in str(exc) or "--chunk" in str(exc):
-            raise UsageError(str(exc)) from None
-        raise
+    except FarmSettingsError as exc:
+        raise UsageError(str(exc)) from None  # the message names the path
     if args.format == "openjd":
         from dvp_engine.farm.openjd import write_bundle
 

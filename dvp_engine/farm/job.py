@@ -31,6 +31,10 @@ from dvp_engine.core.frames import FrameSet
 MODES = ("full", "expression", "gaze", "pose", "dubbing")
 
 
+class FarmSettingsError(DvpError):
+    """Settings a farm job cannot have (a relative path, a chunk size below 1, an unknown mode): a usage error."""
+
+
 @dataclass
 class Needs:
     """What a step's host needs: GPUs (0 = none), memory and scratch disk in GiB, CPU cores."""
@@ -132,7 +136,7 @@ class FarmSettings:
 def require_absolute(path: str | Path, what: str) -> None:
     """Refuse a relative path (farm hosts do not share the working directory)."""
     if not Path(path).is_absolute():
-        raise DvpError(
+        raise FarmSettingsError(
             f"{what} is a relative path: farm hosts do not share this working directory; give an absolute path",
             path=path,
         )
@@ -202,9 +206,9 @@ def describe_job(s: FarmSettings) -> FarmJob:
         if not Path(c).is_file():
             raise DvpError("curve file not found", path=c)
     if s.mode not in MODES:
-        raise DvpError(f"unknown mode {s.mode!r}; choose one of {', '.join(MODES)}")
+        raise FarmSettingsError(f"unknown mode {s.mode!r}; choose one of {', '.join(MODES)}")
     if s.chunk < 1 or s.train_gpus < 1 or s.track_chunk < 0:
-        raise DvpError("--chunk and --train-gpus must be at least 1, --track-chunk at least 0")
+        raise FarmSettingsError("--chunk and --train-gpus must be at least 1, --track-chunk at least 0")
     same = Path(s.source).resolve() == Path(s.target).resolve()
     tgt_frames = tracked_frames(s.target, s.track_frames)
     src_frames = None if same else tracked_frames(s.source, s.track_frames)
