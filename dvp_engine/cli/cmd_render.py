@@ -64,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     track = apply_curve_files(track, args.curves)
     frames = parse_frames(args.frames)
     wanted = list(frames) if frames is not None else [int(f) for f in track.frames]
+    if args.overwrite or args.resume:
+        _remove_stale_temporaries(args.output, wanted)
     with Progress(len(wanted), "render", progress_mode(args)) as bar:
         res = render_portrait(
             args.model,
@@ -90,3 +92,16 @@ def run(args: argparse.Namespace) -> int:
         f" ({len(res.skipped)} already there, skipped)" if res.skipped else "",
     )
     return 0
+
+
+def _remove_stale_temporaries(pattern: str, frames: list[int]) -> None:
+    """Remove what a killed render of these frames left (temporary files never renamed into place), so a
+    retried farm task leaves its chunk clean; other frames' files are not touched."""
+    from dvp_engine.core.atomic import stale_temporaries
+    from dvp_engine.core.sequence import ImageSequence
+
+    seq = ImageSequence.parse(pattern)
+    for f in frames:
+        for tmp in stale_temporaries(seq.path(f)):
+            log.info("removing %s (left by an interrupted render)", tmp)
+            tmp.unlink(missing_ok=True)

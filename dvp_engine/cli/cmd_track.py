@@ -6,6 +6,12 @@ Examples::
     dvp track plate/shot.####.exr -o shot.npz --frames 1001-1100 --device cuda
     dvp track clip.mov -o clip.npz --smooth --focal 1400
 
+Chunked (a farm: identity once, chunks on many hosts, then a merge; see docs/farm.md)::
+
+    dvp track clip.mov --identity-only -o work/clip.identity.npz
+    dvp track clip.mov --identity work/clip.identity.npz --frames 1-100 -o work/clip.0001.npz
+    dvp track --merge work/clip.0001.npz work/clip.0101.npz -o clip.npz
+
 Frames where no face is found (or the fit fails) are flagged with ``track.valid = 0`` and hold the last good
 parameters; the command reports them and exits 0 unless ``--strict`` (then the first bad frame is an error).
 """
@@ -16,6 +22,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from dvp_engine.core.frames import FrameSet
+
 from .common import StageProgress, UsageError, progress_mode
 from .options import add_device, add_frames, parse_frames, resolve_device
 
@@ -25,7 +33,7 @@ log = logging.getLogger("dvp")
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    p.add_argument("source", help="movie file or image-sequence pattern")
+    p.add_argument("source", nargs="?", help="movie file or image-sequence pattern (not with --merge)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output FaceTrack (.npz)")
     add_frames(p)
     add_device(p)
@@ -34,29 +42,48 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--focal", type=float, help="focal length in pixels (default: 2 x the larger image side)")
     p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    chunk = p.add_mutually_exclusive_group()
+    chunk.add_argument(
+        "--identity-only",
+        action="store_true",
+        help="solve identity once (landmarks of every frame + identity mode) and write an identity file",
+    )
+    chunk.add_argument(
+        "--identity",
+        type=Path,
+        metavar="IDENTITY.npz",
+        help="track --frames with the identity file of --identity-only (a chunk for --merge)",
+    )
+    chunk.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        metavar="CHUNK.npz",
+        help="join chunk tracks into one track (overlapping or missing frames are an error)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from dvp_engine.core import layout
-    from dvp_engine.core.frames import FrameSet
     from dvp_engine.tracking.pipeline import track_video
 
     if args.output.suffix != ".npz":
         raise UsageError("the output must be a .npz file", path=args.output)
     if args.output.exists() and not args.overwrite:
         raise UsageError("output exists; pass --overwrite to replace it", path=args.output)
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # a farm's job folder starts empty
+    if args.merge:
+        return _merge(args)
+    if args.source is None:
+        raise UsageError("the source video is required (except with --merge)")
     frames = parse_frames(args.frames)
+    if args.identity_only or args.identity:
+        return _chunked(args, frames)
     device = resolve_device(args.device)
     mode = progress_mode(args)
     progress = StageProgress(mode)
 
-    intrinsics = None
-    if args.focal is not None:
-        from dvp_engine.io.video import open_video
-
-        with open_video(args.source) as v:
-            w, h = v.size
-        intrinsics = (args.focal, args.focal, (w - 1) / 2, (h - 1) / 2)
+    intrinsics = _intrinsics(args)
     try:
         track = track_video(
             args.source,
@@ -84,3 +111,73 @@ def run(args: argparse.Namespace) -> int:
             "face lost on %d frames: %s (flagged track.valid = 0)", len(lost), FrameSet.from_frames(lost)
         )
     return 0
+
+
+def _chunked(args: argparse.Namespace, frames: FrameSet | None) -> int:
+    from dvp_engine.tracking.chunks import solve_identity, track_chunk
+
+    device = resolve_device(args.device)
+    progress = StageProgress(progress_mode(args))
+    strict = "error" if args.strict else "flag"
+    try:
+        if args.identity_only:
+            intrinsics = _intrinsics(args)
+            ident = solve_identity(
+                args.source,
+                frames=list(frames) if frames is not None else None,
+                device=device,
+                identity_keyframes=args.identity_keyframes,
+                on_bad_frame=strict,
+                intrinsics=intrinsics,
+                progress=progress,
+            )
+            ident.save(args.output)
+            log.info(
+                "wrote %s: identity of %d frames solved on keyframes %s",
+                args.output,
+                len(ident.frames),
+                ", ".join(map(str, ident.keyframes)) or "none (mean face)",
+            )
+            return 0
+        if args.smooth:
+            raise UsageError("--smooth applies to the whole track: pass it to --merge, not to a chunk")
+        if args.focal is not None:
+            raise UsageError("--focal belongs to --identity-only (a chunk uses the identity file's camera)")
+        track = track_chunk(
+            args.identity,
+            args.source,
+            list(frames) if frames is not None else None,
+            device=device,
+            on_bad_frame=strict,
+            progress=progress,
+        )
+    finally:
+        progress.close()
+    track.save(args.output)
+    log.info(
+        "wrote %s: chunk of %d frames (%s)", args.output, track.n_frames, track.metadata["chunk"]["frames"]
+    )
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from dvp_engine.core import FaceTrack
+    from dvp_engine.tracking.chunks import merge_tracks
+
+    if args.source is not None or args.frames is not None or args.identity_only:
+        raise UsageError("--merge takes only chunk files and -o (the chunks define the frames)")
+    parts = [FaceTrack.load(p) for p in args.merge]
+    track = merge_tracks(parts, [str(p) for p in args.merge], smooth=1.0 if args.smooth else 0.0)
+    track.save(args.output)
+    log.info("wrote %s: %d frames merged from %d chunks", args.output, track.n_frames, len(parts))
+    return 0
+
+
+def _intrinsics(args: argparse.Namespace) -> tuple[float, float, float, float] | None:
+    if args.focal is None:
+        return None
+    from dvp_engine.io.video import open_video
+
+    with open_video(args.source) as v:
+        w, h = v.size
+    return (args.focal, args.focal, (w - 1) / 2, (h - 1) / 2)

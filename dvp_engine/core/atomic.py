@@ -73,3 +73,18 @@ def sha256_file(path: str | Path) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def stale_temporaries(path: str | Path) -> list[Path]:
+    """Temporary files :func:`atomic_path` made for ``path`` and never renamed: what a writer killed mid-write
+    (SIGKILL, a farm task's timeout) leaves beside the file. ``path`` itself is never one of them."""
+    dest = Path(path)
+    folder = dest.parent if str(dest.parent) else Path(".")
+    if not folder.is_dir():
+        return []
+    return sorted(folder.glob(f".{glob_escape(dest.stem)}.*.tmp{glob_escape(dest.suffix)}"))
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob wildcards ``*?[`` made literal."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in text)

@@ -83,9 +83,7 @@ class ReenactResult:
 
 def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any = None) -> ReenactResult:
     """Run (or resume) a reenactment job; see the module docstring for what it writes."""
-    from dvp_engine.facemodel import load_default_model
     from dvp_engine.tracking.pipeline import track_video
-    from dvp_engine.transfer import apply_sets, transfer
 
     out = s.out
     work = out / "work"
@@ -151,25 +149,18 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
 
     def transfer_step() -> Step:
         def run() -> None:
-            target = FaceTrack.load(tgt_npz)
-            source = target if same else FaceTrack.load(src_npz)
-            weights = load_default_model().mouth_weights() if s.mode == "dubbing" else None
-            new, rep = transfer(
-                source,
-                target,
+            transfer_job(
+                tgt_npz,
+                tgt_npz if same else src_npz,
+                new_npz,
                 s.mode,
                 source_reference=s.source_reference,
                 target_reference=s.target_reference,
-                mouth_weights=weights,
-                n_frames=None if not same else target.n_frames,
+                curves=s.curves,
+                sets=s.sets,
+                source_video=s.source,
+                target_video=s.target,
             )
-            for line in rep.lines():
-                log.info(line)
-            for c in s.curves:
-                new = apply_curves(new, CurveSet.load(c))
-            new = apply_sets(new, s.sets)
-            new.metadata["reenact"] = {"source": s.source, "target": s.target, "mode": s.mode, "sets": s.sets}
-            new.save(new_npz)
 
         inputs = {
             "target": tgt_npz,
@@ -223,7 +214,9 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
 
     def preview_step() -> Step:
         def run() -> None:
-            write_previews(s, new_npz, pattern, model_dir, out)
+            write_previews(
+                s.source, tgt_npz if same else src_npz, new_npz, pattern, model_dir, out, s.frames, s.device
+            )
 
         return Step(
             "preview",
@@ -258,9 +251,76 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
     )
 
 
-def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: Path, out: Path) -> None:
+def transfer_job(
+    target_npz: Path,
+    source_npz: Path,
+    out_npz: Path,
+    mode: str,
+    *,
+    source_reference: int | None = None,
+    target_reference: int | None = None,
+    curves: list[Path] | None = None,
+    sets: list[str] | None = None,
+    source_video: str = "",
+    target_video: str = "",
+) -> FaceTrack:
+    """The transfer step of a reenactment (``dvp reenact``, ``dvp transfer``): source parameters onto the target
+    (relative to a neutral frame of each), then the curve files and ``--set`` edits; writes ``out_npz``.
+
+    A source track that is the target's own file is an edit of the target: the output keeps its length.
+    ``source_video``/``target_video`` are recorded in the metadata (``reenact``).
+    """
+    from dvp_engine.facemodel import load_default_model
+    from dvp_engine.transfer import apply_sets, transfer
+
+    same = Path(source_npz).resolve() == Path(target_npz).resolve()
+    target = FaceTrack.load(target_npz)
+    source = target if same else FaceTrack.load(source_npz)
+    weights = load_default_model().mouth_weights() if mode == "dubbing" else None
+    new, rep = transfer(
+        source,
+        target,
+        mode,
+        source_reference=source_reference,
+        target_reference=target_reference,
+        mouth_weights=weights,
+        n_frames=None if not same else target.n_frames,
+    )
+    for line in rep.lines():
+        log.info(line)
+    for c in curves or []:
+        new = apply_curves(new, CurveSet.load(c))
+    new = apply_sets(new, list(sets or []))
+    new.metadata["reenact"] = {
+        "source": source_video,
+        "target": target_video,
+        "mode": mode,
+        "sets": list(sets or []),
+    }
+    new.save(out_npz)
+    return new
+
+
+def write_previews(
+    source: str,
+    source_npz: Path,
+    new_npz: Path,
+    pattern: str,
+    model_dir: Path,
+    out: Path,
+    frames: list[int] | None = None,
+    device: str = "cpu",
+) -> tuple[Path, Path]:
     """Side-by-side MP4 (source | conditioning | result) and a contact sheet PNG of the rendered frames
-    (rows: source, colour conditioning, eye-gaze conditioning, result)."""
+    (rows: source, colour conditioning, eye-gaze conditioning, result): ``out/preview.mp4`` and
+    ``out/contact_sheet.png``.
+
+    Args:
+        source: the source video; source_npz: its track (the time mapping of the transfer).
+        new_npz: the rendered track; pattern: the rendered frames (``out/frames/frame.####.exr``).
+        model_dir: the model that rendered them; frames: which frames (default: every frame of ``new_npz``
+            that was rendered); device: for the conditioning renders.
+    """
     import torch
 
     from dvp_engine.core.sequence import ImageSequence
@@ -272,12 +332,12 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     new = FaceTrack.load(new_npz)
     info = ModelInfo.load(model_dir)
     seq = ImageSequence.parse(pattern)
-    frames = [f for f in (s.frames or [int(x) for x in new.frames]) if seq.path(f).exists()]
+    frames = [f for f in (frames or [int(x) for x in new.frames]) if seq.path(f).exists()]
     if not frames:
         raise DvpError("no rendered frames to preview", path=seq.directory)
     size = info.framing.size
     sub = new.select(frames)
-    cond, _ = conditioning_frames(sub, info.framing, device=s.device)
+    cond, _ = conditioning_frames(sub, info.framing, device=device)
     colour = cond[:, :3].astype(np.float32) / 255.0
     gaze = cond[:, 6:9].astype(np.float32) / 255.0
     results = []
@@ -286,8 +346,7 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
         results.append(np.clip(acescg_to_srgb_display(px[..., :3]), 0, 1))
     res = resize_images(np.stack(results), size)
     # the source frame shown at each output frame: the time mapping of the transfer
-    same = Path(s.source).resolve() == Path(s.target).resolve()
-    src_track = FaceTrack.load(out / "work" / ("target.npz" if same else "source.npz"))
+    src_track = FaceTrack.load(source_npz)
     t0 = int(new.frames[0])
     src_frames = [
         int(src_track.frames[0]) + int(round((f - t0) / float(new.rate) * float(src_track.rate)))
@@ -296,7 +355,7 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     src_frames = [min(max(x, int(src_track.frames[0])), int(src_track.frames[-1])) for x in src_frames]
     framing_src = Framing.choose("auto", src_track, size)  # the source as the target model would frame it
     uniq = sorted(set(src_frames))
-    loaded = load_video_frames(s.source, uniq, framing_src)
+    loaded = load_video_frames(source, uniq, framing_src)
     lookup = {f: loaded[i].astype(np.float32) / 255.0 for i, f in enumerate(uniq)}
     src = np.stack([lookup[f] for f in src_frames])
     tiles = np.concatenate([src, colour, res], axis=3)  # (N, 3, S, 3S)
@@ -305,3 +364,4 @@ def write_previews(s: ReenactSettings, new_npz: Path, pattern: str, model_dir: P
     pick = [round(i * (len(frames) - 1) / max(1, k - 1)) for i in range(k)]
     rows = (src, colour, gaze, res)
     write_contact_sheet(out / "contact_sheet.png", [torch.from_numpy(a[pick]) for a in rows])
+    return out / "preview.mp4", out / "contact_sheet.png"

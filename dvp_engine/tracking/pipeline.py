@@ -14,6 +14,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -317,12 +318,58 @@ def track_video(
         frames = list(frames)
     total = len(mem) if images is not None else count_frames(source, frames)
     lsrc = as_landmark_source(landmark_source)
+    marks = landmark_pass(source, stream(), lsrc, total, on_bad_frame, progress, unreadable)
+    numbers, obs = marks.numbers, marks.observations
+    w, h = marks.size
+
+    # identity mode on keyframes (re-read), then pass 2: tracking mode, streaming in order
+    tracker = Tracker(model, w, h, st, intrinsics)
+    keys = pick_keyframes(obs, identity_keyframes)
+    if keys:
+        want = {numbers[k] for k in keys}
+        if images is not None:
+            key_imgs = {numbers[k]: mem[k] for k in keys}
+        else:
+            key_imgs = {
+                n: img for n, img in stream_source(source, sorted(want), errors={}) if img is not None
+            }
+        tracker.fit_identity([key_imgs[numbers[k]] for k in keys], [obs[k] for k in keys])
+    res = tracking_pass(source, tracker, stream(), numbers, obs, (w, h), on_bad_frame, progress)
+    if result is not None:
+        result.append(res)
+    return pack_track(
+        source, model, st, tracker, res, numbers, fps, marks, [int(numbers[k]) for k in keys], lsrc, t_start
+    )
+
+
+@dataclass
+class LandmarkPass:
+    """Pass 1 of tracking: frame numbers, one :class:`FrameObservation` each, notes on frames tracked with a
+    warning (by frame number, as text), the frame size ``(width, height)`` in pixels and the seconds spent."""
+
+    numbers: list[int]
+    observations: list[FrameObservation]
+    notes: dict[str, str]
+    size: tuple[int, int]
+    seconds: float
+
+
+def landmark_pass(
+    source: str | Path,
+    frames: Iterable[tuple[int, npt.NDArray[np.uint8] | None]],
+    lsrc: LandmarkSource,
+    total: int | None,
+    on_bad_frame: str,
+    progress: ProgressFn | None,
+    unreadable: dict[int, str],
+) -> LandmarkPass:
+    """Run the landmark source on ``(frame number, image or None)`` pairs, in order (see :func:`track_video`)."""
     t0 = time.perf_counter()
     numbers: list[int] = []
     obs: list[FrameObservation] = []
     notes: dict[str, str] = {}
     size: tuple[int, int] | None = None
-    for num, img in stream():
+    for num, img in frames:
         if img is None:
             o = FrameObservation(None, 0.0, message=unreadable.get(num, "unreadable frame"))
         else:
@@ -348,25 +395,25 @@ def track_video(
         obs.append(o)
         if progress is not None:
             progress("landmarks", len(numbers), max(total or 0, len(numbers)))
-    t_land = time.perf_counter() - t0
     if not numbers or size is None:
         raise InputError("no readable frames to track", path=source)
+    return LandmarkPass(numbers, obs, notes, size, time.perf_counter() - t0)
+
+
+def tracking_pass(
+    source: str | Path,
+    tracker: Tracker,
+    frames: Iterable[tuple[int, npt.NDArray[np.uint8] | None]],
+    numbers: Sequence[int],
+    obs: Sequence[FrameObservation],
+    size: tuple[int, int],
+    on_bad_frame: str,
+    progress: ProgressFn | None,
+) -> TrackResult:
+    """Pass 2: tracking mode over the frames (streamed in order; they must be ``numbers``), identity held."""
     w, h = size
     blank = np.zeros((h, w, 3), np.uint8)
-
-    # identity mode on keyframes (re-read), then pass 2: tracking mode, streaming in order
-    tracker = Tracker(model, w, h, st, intrinsics)
-    keys = pick_keyframes(obs, identity_keyframes)
-    if keys:
-        want = {numbers[k] for k in keys}
-        if images is not None:
-            key_imgs = {numbers[k]: mem[k] for k in keys}
-        else:
-            key_imgs = {
-                n: img for n, img in stream_source(source, sorted(want), errors={}) if img is not None
-            }
-        tracker.fit_identity([key_imgs[numbers[k]] for k in keys], [obs[k] for k in keys])
-    it = stream()
+    it = iter(frames)
 
     def frame_at(k: int) -> npt.NDArray[np.uint8]:
         num, img = next(it)
@@ -382,9 +429,26 @@ def track_video(
     if on_bad_frame == "error" and not res.valid.all():
         bad = int(np.flatnonzero(~res.valid)[0])
         raise InputError(res.messages.get(bad, "tracking lost"), path=source, frame=numbers[bad])
-    if result is not None:
-        result.append(res)
+    return res
+
+
+def pack_track(
+    source: str | Path,
+    model: Any,
+    st: TrackerSettings,
+    tracker: Tracker,
+    res: TrackResult,
+    numbers: Sequence[int],
+    fps: Fraction,
+    marks: LandmarkPass,
+    keyframes: Sequence[int],
+    lsrc: Any,
+    t_start: float,
+) -> FaceTrack:
+    """The :class:`~dvp_engine.core.FaceTrack` of a tracking result, with its metadata (see the module doc)."""
+    w, h = marks.size
     lost = {str(numbers[k]): v for k, v in sorted(res.messages.items())}
+    have = {str(n) for n in numbers}
     header = getattr(model, "header", {}) or {}
     metadata: dict[str, Any] = {
         "source": str(source),
@@ -399,16 +463,16 @@ def track_video(
         },
         "tracker": {
             "settings": st.as_dict(),
-            "identity_keyframes": [int(numbers[k]) for k in keys],
-            "landmarks": source_name(lsrc),
+            "identity_keyframes": [int(k) for k in keyframes],
+            "landmarks": source_name(lsrc) if not isinstance(lsrc, str) else lsrc,
             "seconds": {
-                "landmarks": round(t_land, 3),
+                "landmarks": round(marks.seconds, 3),
                 **{k: round(v, 3) for k, v in res.timings.items()},
                 "total": round(time.perf_counter() - t_start, 3),
             },
         },
         "lost_frames": lost,
-        "frame_notes": notes,
+        "frame_notes": {k: v for k, v in marks.notes.items() if k in have},
     }
     return FaceTrack.from_params(
         np.asarray(numbers, np.int64),
