@@ -21,7 +21,7 @@ from pathlib import Path
 from dvp_engine.core import FaceTrack
 
 from .common import UsageError
-from .options import apply_curve_files
+from .options import apply_curve_files, float_type
 
 NAME = "edit"
 HELP = "apply curve edits, --set expressions and retiming to a track"
@@ -42,7 +42,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="CHANNEL=VALUE[@FIRST-LAST]",
         help="override (no sign) or offset (+/-) a channel over a frame range",
     )
-    p.add_argument("--speed", type=float, help="constant playback speed (0.5 = half speed)")
+    p.add_argument(
+        "--speed", type=float_type(0, 100, lo_open=True), help="constant playback speed (0.5 = half speed)"
+    )
     p.add_argument(
         "--hold", action="append", default=[], metavar="FRAME:COUNT", help="freeze FRAME for COUNT frames"
     )

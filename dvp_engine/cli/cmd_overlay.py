@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from .common import UsageError
-from .options import add_frames, parse_frames
+from .options import add_frames, float_type, parse_frames
 
 NAME = "overlay"
 HELP = "draw the fitted mesh, landmarks, pupils and gaze over the footage (PNG)"
@@ -29,7 +29,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     add_frames(p)
     p.add_argument(
-        "--shaded", type=float, default=0.0, help="opacity of the shaded model under the wireframe (0-1)"
+        "--shaded",
+        type=float_type(0, 1),
+        default=0.0,
+        help="opacity of the shaded model under the wireframe (0-1)",
     )
     p.add_argument("--no-detect", dest="detect", action="store_false", help="draw the model only (faster)")
 

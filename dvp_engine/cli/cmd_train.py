@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Progress, StageProgress, progress_mode
-from .options import add_device, add_framing, resolve_device
+from .options import add_batch, add_device, add_framing, int_type, resolve_device
 
 NAME = "train"
 HELP = "train the space-time generator of a target actor"
@@ -31,24 +31,34 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-from", required=True, help="the target video (movie or image sequence)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model folder")
     p.add_argument(
-        "--size", type=int, default=256, help="network resolution (128, 256, 512, 1024; default 256)"
+        "--size",
+        type=int_type(16, 4096),
+        default=256,
+        help="network resolution (128, 256, 512, 1024; default 256)",
     )
-    p.add_argument("--iters", type=int, default=31000, help="total iterations (paper: 31000)")
-    p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
+    p.add_argument("--iters", type=int_type(1), default=31000, help="total iterations (paper: 31000)")
+    add_batch(p, 16, "batch size (paper: 16)")
     p.add_argument(
         "--ngf",
-        type=int,
+        type=int_type(1, 1024),
         default=64,
         help="generator and discriminator base width (paper: 64; smaller trains faster)",
     )
     p.add_argument(
-        "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"
+        "--nw",
+        type=int_type(1, 99),
+        default=11,
+        help="frames in the space-time window (paper: 11; 1 = single frame)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int_type(0), default=0)
     add_framing(p)
     p.add_argument("--resume", action="store_true", help="continue from the folder's latest checkpoint")
-    p.add_argument("--preview-every", type=int, default=1000, help="iterations between held-out previews")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints")
+    p.add_argument(
+        "--preview-every", type=int_type(1), default=1000, help="iterations between held-out previews"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int_type(1), default=1000, help="iterations between checkpoints"
+    )
     add_device(p)
 
 

@@ -18,6 +18,10 @@ A curve file is JSON::
   key and after the last, the curve holds the end values. Frames outside the range are left alone.
 * Channel units are those of :mod:`dvp_engine.core.layout` (degrees for angles). Named controls ``face.*``
   act on the expression coefficients through the track's control directions (see :func:`apply_curves`).
+* Values and slopes are limited to :data:`dvp_engine.core.layout.VALUE_LIMITS` by the channel's unit (3600
+  degrees, 1000 m, 10,000 for 0-1 channels and coefficients); key frames to +-999,999,999. A value beyond is
+  refused with an error naming the channel and key (:func:`check_limits`).
+* ``metadata`` (optional) is a JSON object of free facts.
 """
 
 from __future__ import annotations
@@ -192,14 +196,23 @@ class CurveSet:
                     for k in entry["keys"]
                 ]
                 rng = entry.get("range")
+                if rng is not None and len(rng) != 2:
+                    raise ValueError(f"range must be [first, last], got {rng!r}")
                 curves[name] = Curve(
                     keys=keys,
                     mode=str(entry.get("mode", "override")),
                     range=None if rng is None else (int(rng[0]), int(rng[1])),
                 )
-            except (KeyError, TypeError, ValueError) as exc:
+                if layout.is_known_channel(name):
+                    check_limits(name, curves[name])
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
                 raise InputError(f"channel {name!r}: bad curve ({exc})", path=path) from exc
-        return cls(curves=curves, metadata=dict(doc.get("metadata", {})))
+        metadata = doc.get("metadata", {})
+        if not isinstance(metadata, Mapping):
+            raise SchemaError(
+                f"curve file 'metadata' must be a JSON object, not {type(metadata).__name__}", path=path
+            )
+        return cls(curves=curves, metadata=dict(metadata))
 
     def save(self, path: str | Path) -> Path:
         """Write the curve file atomically (JSON, NaN refused)."""
@@ -248,6 +261,24 @@ def control_values(track: FaceTrack, name: str) -> npt.NDArray[np.float64]:
     return np.asarray(expr @ d / float(d @ d), dtype=np.float64)
 
 
+def check_limits(name: str, curve: Curve) -> None:
+    """Raise ``ValueError`` naming the channel and key when a value or slope is beyond the channel's limit
+    (:func:`dvp_engine.core.layout.channel_limit`) or a key frame beyond +-999,999,999."""
+    from .frames import MAX_FRAME_NUMBER
+
+    limit = layout.channel_limit(name)
+    unit = layout.channel_unit(name)
+    for k in curve.keys:
+        if abs(k.frame) > MAX_FRAME_NUMBER:
+            raise ValueError(f"channel {name!r}: key frame {k.frame:g} is beyond +-{MAX_FRAME_NUMBER}")
+        for label, v in (("value", k.value), ("in_slope", k.in_slope), ("out_slope", k.out_slope)):
+            if v is not None and abs(v) > limit:
+                raise ValueError(
+                    f"channel {name!r}: key at frame {k.frame:g} has {label} {v:g} {unit}, beyond the limit "
+                    f"of +-{limit:g} {unit} for this channel"
+                )
+
+
 def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     """Apply a curve set over a track, returning a new track.
 
@@ -255,10 +286,12 @@ def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     sampled value and ``offset`` adds it. A named control ``face.X`` moves the expression coefficients
     along its direction ``d``: ``expr += (target - current) * d`` (override) or ``expr += value * d``
     (offset), with ``current`` from :func:`control_values`. Unknown channels raise ``KeyError`` listing
-    the valid names.
+    the valid names; a value beyond the channel's limit raises ``ValueError`` (:func:`check_limits`).
     """
     valid = tuple(track.channels) + tuple(control_directions(track))
     curves.validate_names(valid)
+    for name, curve in curves.curves.items():
+        check_limits(name, curve)
     out = track.replace()
     frames = out.frames.astype(np.float64)
     for name, curve in curves.curves.items():

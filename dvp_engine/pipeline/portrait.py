@@ -20,6 +20,7 @@ import collections
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -278,12 +279,18 @@ class ModelInfo:
             raise InputError(f"model description is malformed ({exc})", path=path) from exc
 
 
+MAX_FEATHER = 256.0
+"""The widest matte feather (pixels at the output resolution) :func:`matte_from_mask` accepts."""
+
+
 def matte_from_mask(mask: npt.NDArray[np.float32], feather: float) -> npt.NDArray[np.float32]:
     """A soft head matte: the rendered face mask dilated and feathered by ``feather`` pixels (box blurs)."""
     import torch
     import torch.nn.functional as F
 
     m = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[:, None]
+    if not (math.isfinite(feather) and 0 <= feather <= MAX_FEATHER):
+        raise ValueError(f"matte feather must be 0..{MAX_FEATHER:g} pixels, got {feather}")
     r = max(1, int(round(feather)))
     m = F.max_pool2d(m, 2 * r + 1, stride=1, padding=r)  # grow over hair line and jaw
     for _ in range(3):  # three box blurs ~ a Gaussian
@@ -507,6 +514,7 @@ def render_portrait(
     progress: Callable[[int], None] | None = None,
     writers: int | None = None,
     frames_per_chunk: int = 256,
+    allow_nan: bool = False,
 ) -> RenderResult:
     """Turn a (possibly edited or transferred) target track into photo-real frames with a trained model.
 
@@ -525,7 +533,11 @@ def render_portrait(
         output_size: ``plate`` (default: the crop at the plate's resolution, placed in the plate: an EXR data
             window in a display window of the track's image size; other formats are padded to the plate),
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
-        resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
+        resume: skip frames already on disk that read back whole with the right size and channels (a
+            truncated, empty or foreign file is rendered again); ``overwrite``: replace them; neither: refuse
+            if any exist.
+        allow_nan: write frames holding NaN or inf pixels (by default such a frame is an error naming it:
+            a broken model or input must not leave plausible-looking files behind).
         writers: threads writing frames (default ``min(8, CPU count)``).
         frames_per_chunk: frames whose conditioning images are rendered and held at once (rounded up to whole batches;
             memory stays bounded on long shots: 256 frames at 512 are 600 MB).
@@ -551,15 +563,38 @@ def render_portrait(
             f"({framing.side} px at {framing.x0},{framing.y0}); render tracks of the footage the model knows",
             path=model_dir,
         )
+    if not (math.isfinite(feather) and 0 <= feather <= 64):
+        raise DvpError(f"matte feather must be 0..64 pixels at 256, got {feather}")
+    if Path(str(out_pattern)).suffix.lower() in (".jpg", ".jpeg"):
+        raise DvpError(
+            "JPEG cannot hold the head matte (RGB + matte.A): write .exr (scene-linear), .png or .tif",
+            path=out_pattern,
+        )
     wanted = [int(f) for f in (frames if frames is not None else track.frames)]
     for f in wanted:
         track.index_of(f)  # clear error for frames the track lacks
     fs = FrameSet.from_frames(wanted)
     seq = output_sequence(out_pattern, fs, overwrite=overwrite or resume)
-    skipped = [f for f in wanted if resume and not overwrite and seq.path(f).exists()]
+    out_side = framing.size if output_size == "network" else framing.side
+    placement = (
+        (framing.x0, framing.y0, track.width, track.height)
+        if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
+        else None
+    )
+    shape = (track.height, track.width, 4) if placement is not None else (out_side, out_side, 4)
+    events: list[str] = []
+    skipped = []
+    if resume and not overwrite:
+        for f in wanted:
+            if seq.path(f).exists():
+                problem = _check_frame(seq.path(f), shape)
+                if problem is None:
+                    skipped.append(f)
+                else:
+                    events.append(f"frame {f}: {seq.path(f)} {problem}: rendered again")
     skip = set(skipped)
     todo = [f for f in wanted if f not in skip]
-    result = RenderResult([], skipped, seq.pattern(), [])
+    result = RenderResult([], skipped, seq.pattern(), events)
     if not todo:
         return result
     dev = resolve_device(device).type
@@ -581,12 +616,6 @@ def render_portrait(
 
     renderer = Renderer(model_dir, device=device, batch=batch, expect={"size": framing.size, "nw": info.nw})
     digest = checkpoint_hash(model_dir)
-    out_side = framing.size if output_size == "network" else framing.side
-    placement = (
-        (framing.x0, framing.y0, track.width, track.height)
-        if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
-        else None
-    )
 
     def volumes(chunk: list[int], cond: npt.NDArray[np.uint8], pos: dict[int, int]) -> torch.Tensor:
         """``(B, 9 nw, S, S)`` on the renderer's device: the nw track frames ending at each frame of the chunk
@@ -625,7 +654,9 @@ def render_portrait(
             "dvp:parameter_layout": "FRAME_LAYOUT of dvp_engine.core.layout (radians, metres)",
             "dvp:crop": [framing.x0, framing.y0, framing.side],
         }
-        return write_frame(seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement)
+        return write_frame(
+            seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement, allow_nan=allow_nan
+        )
 
     per_chunk = max(1, -(-frames_per_chunk // batch)) * batch  # whole batches
     with ThreadPoolExecutor(n_writers, thread_name_prefix="dvp-write") as pool:
@@ -658,5 +689,23 @@ def render_portrait(
         finally:
             for _, other in pending:
                 other.cancel()
-    result.events = list(renderer.events)
+    result.events = events + list(renderer.events)
     return result
+
+
+def _check_frame(path: Path, shape: tuple[int, int, int]) -> str | None:
+    """Why an existing output frame cannot count as done (unreadable, truncated, another size or channel
+    count, non-finite pixels), or ``None`` when it reads back whole as an ``(H, W, C)`` = ``shape`` image."""
+    from dvp_engine.io.images import read_image
+
+    try:
+        px, _ = read_image(path)
+    except DvpError as exc:
+        return f"is unreadable ({exc})"
+    if px.shape != shape:
+        return (
+            f"has shape {px.shape[1]}x{px.shape[0]}x{px.shape[2]}, expected {shape[1]}x{shape[0]}x{shape[2]}"
+        )
+    if not np.isfinite(px).all():
+        return "holds NaN or inf pixels"
+    return None
