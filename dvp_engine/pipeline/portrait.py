@@ -370,14 +370,15 @@ def train_portrait(
     source: str | Path,
     model_dir: Path,
     *,
-    size: int = 256,
+    size: int | None = None,
     iters: int = 31000,
-    batch: int = 16,
-    ngf: int = 64,
-    nw: int = 11,
+    batch: int | None = None,
+    ngf: int | None = None,
+    nw: int | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     preview_every: int = 1000,
     checkpoint_every: int = 1000,
     log_every: int = 50,
@@ -390,23 +391,131 @@ def train_portrait(
 
     The last 10 % of the frames are held out (never trained on); frames where the face was lost are left out.
     ``framing`` picks the square crop of the plate the network sees (:meth:`Framing.choose`; a resumed model keeps
-    its own). Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint
-    exactly.
+    its own). Returns the last logged losses.
+
+    Model folders are never replaced by accident: a folder that holds a model already needs ``resume``
+    (continue from its latest checkpoint, exactly) or ``overwrite`` (start again: its checkpoints, log,
+    previews and ``dvp_model.json`` are removed once every check has passed). On ``resume``, ``size``, ``nw``,
+    ``ngf``, ``batch`` and ``seed`` left at ``None`` are the checkpoint's; a value that differs from the
+    checkpoint's is an error, raised before anything is written. Otherwise ``None`` means the paper's default
+    (256, 11, 64, 16, 0). A lock file (``model_dir/.dvp-lock``, see :mod:`dvp_engine.core.lock`) keeps two
+    trainings out of one folder.
     """
+    from dvp_engine.core.lock import hold_lock
+
+    track = FaceTrack.load(track_path)
+    asked = {"size": size, "nw": nw, "ngf": ngf, "batch": batch, "seed": seed}
+    state = _resume_state(model_dir) if resume else None
+    if not (resume or overwrite) and _holds_model(model_dir):
+        raise DvpError(
+            "the folder holds a trained model already; pass --resume to continue it or --overwrite to "
+            "start again (its checkpoints and log are removed)",
+            path=model_dir,
+        )
+    if state is not None:
+        config = state["config"]
+        diffs = [
+            f"--{k} {v} (the checkpoint was trained with {config.get(k)!r})"
+            for k, v in asked.items()
+            if v is not None and v != config.get(k)
+        ]
+        if diffs:
+            raise DvpError(
+                "cannot resume with other settings: " + "; ".join(diffs) + "; leave them out to continue "
+                "with the checkpoint's, or pass --overwrite (without --resume) to start again",
+                path=model_dir,
+            )
+        asked = {k: config.get(k) for k in asked}
+    defaults = {"size": 256, "nw": 11, "ngf": 64, "batch": 16, "seed": 0}
+    chosen: dict[str, int] = {k: int(v) if (v := asked[k]) is not None else defaults[k] for k in defaults}
+    size, nw, ngf, batch, seed = (chosen[k] for k in ("size", "nw", "ngf", "batch", "seed"))
+    crop = Framing.choose(framing, track, size)
+    if (resume or state is not None) and (model_dir / MODEL_INFO).is_file():
+        old = ModelInfo.load(model_dir)
+        crop = old.framing
+        if crop.size != size:
+            raise DvpError(
+                f"cannot resume at size {size}: the model was trained at {crop.size}", path=model_dir
+            )
+        if state is not None and old.nw != nw:
+            raise DvpError(
+                f"cannot resume with --nw {nw}: the model was trained with {old.nw}", path=model_dir
+            )
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DvpError(f"cannot create the model folder ({exc.strerror})", path=model_dir) from exc
+    with hold_lock(model_dir / ".dvp-lock", f"dvp train into {model_dir}"):
+        if state is None and _holds_model(model_dir):  # --overwrite, or --resume before any checkpoint
+            _clear_model(model_dir)
+        return _train_locked(
+            track, track_path, source, model_dir, crop, size, iters, batch, ngf, nw, device, seed,
+            resume=state is not None or resume, preview_every=preview_every, checkpoint_every=checkpoint_every,
+            log_every=log_every, bar=bar, on_log=on_log, progress=progress,
+        )  # fmt: skip
+
+
+_MODEL_ENTRIES = ("latest.json", MODEL_INFO, "log.jsonl", "checkpoints", "previews")
+"""What a model folder holds besides its cache (removed by ``overwrite``)."""
+
+
+def _holds_model(model_dir: Path) -> bool:
+    return model_dir.is_dir() and any((model_dir / n).exists() for n in _MODEL_ENTRIES)
+
+
+def _clear_model(model_dir: Path) -> None:
+    import shutil
+
+    for name in _MODEL_ENTRIES:
+        p = model_dir / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _resume_state(model_dir: Path) -> dict[str, Any] | None:
+    """The latest checkpoint's checked training state, or None when the folder has no checkpoint yet."""
+    from dvp_engine.network import checkpoint as ck
+
+    if not (model_dir / ck.LATEST_FILE).is_file():
+        return None
+    ck_dir = ck.latest_checkpoint(model_dir)
+    state = ck.read_state(ck_dir)
+    ck.verify_files(ck_dir, state)
+    if not isinstance(state.get("config"), dict):
+        raise ck.CheckpointError("training state has no config", path=ck_dir)
+    return state
+
+
+def _train_locked(
+    track: FaceTrack,
+    track_path: Path,
+    source: str | Path,
+    model_dir: Path,
+    crop: Framing,
+    size: int,
+    iters: int,
+    batch: int,
+    ngf: int,
+    nw: int,
+    device: str,
+    seed: int,
+    *,
+    resume: bool,
+    preview_every: int,
+    checkpoint_every: int,
+    log_every: int,
+    bar: bool,
+    on_log: Callable[[int, dict[str, Any]], None] | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, float]:
+    """:func:`train_portrait` once the settings are checked and the folder is locked."""
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
     from dvp_engine.network.checkpoint import CheckpointError
     from dvp_engine.network.data import held_out_split
     from dvp_engine.network.infer import resolve_device
 
-    track = FaceTrack.load(track_path)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    crop = Framing.choose(framing, track, size)
-    if resume and (model_dir / MODEL_INFO).is_file():
-        crop = ModelInfo.load(model_dir).framing
-        if crop.size != size:
-            raise DvpError(
-                f"cannot resume at size {size}: the model was trained at {crop.size}", path=model_dir
-            )
     cond_path, frames_path = prepare_data(
         track,
         source,
@@ -499,6 +608,74 @@ def _done(fn: Callable[..., Path], *args: Any) -> Future[Path]:
 
 
 def render_portrait(
+    model_dir: Path,
+    track: FaceTrack,
+    out_pattern: str | Path,
+    *,
+    frames: list[int] | None = None,
+    device: str = "auto",
+    batch: int = 16,
+    overwrite: bool = False,
+    resume: bool = False,
+    output_size: str = "plate",
+    feather: float = 4.0,
+    track_label: str = "",
+    progress: Callable[[int], None] | None = None,
+    writers: int | None = None,
+    frames_per_chunk: int = 256,
+    allow_nan: bool = False,
+) -> RenderResult:
+    """Render frames with a trained model; see :func:`_render_portrait` for the arguments.
+
+    While it runs, a lock file beside the frames (``.dvp-render.<prefix>lock``, :mod:`dvp_engine.core.lock`)
+    keeps a second render into the same sequence out (it fails naming the holder's host and pid).
+    """
+    from dvp_engine.core.lock import hold_lock
+    from dvp_engine.core.sequence import ImageSequence
+
+    try:
+        seq = ImageSequence.parse(str(out_pattern))
+        seq.directory.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError):  # a bad pattern or folder: the renderer's own checks name it
+        return _render_portrait(
+            model_dir,
+            track,
+            out_pattern,
+            frames=frames,
+            device=device,
+            batch=batch,
+            overwrite=overwrite,
+            resume=resume,
+            output_size=output_size,
+            feather=feather,
+            track_label=track_label,
+            progress=progress,
+            writers=writers,
+            frames_per_chunk=frames_per_chunk,
+            allow_nan=allow_nan,
+        )
+    lock = seq.directory / f".dvp-render.{seq.prefix}{seq.suffix.lstrip('.')}.lock"
+    with hold_lock(lock, f"dvp render {seq.pattern()}"):
+        return _render_portrait(
+            model_dir,
+            track,
+            out_pattern,
+            frames=frames,
+            device=device,
+            batch=batch,
+            overwrite=overwrite,
+            resume=resume,
+            output_size=output_size,
+            feather=feather,
+            track_label=track_label,
+            progress=progress,
+            writers=writers,
+            frames_per_chunk=frames_per_chunk,
+            allow_nan=allow_nan,
+        )
+
+
+def _render_portrait(
     model_dir: Path,
     track: FaceTrack,
     out_pattern: str | Path,

@@ -136,6 +136,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 device=s.device,
                 seed=s.seed,
                 resume=resume,
+                overwrite=True,  # the job's own model folder: changed settings start it afresh
                 bar=progress is None,
                 preview_every=max(1, s.iters // 4),
                 checkpoint_every=max(1, s.iters // 4),
