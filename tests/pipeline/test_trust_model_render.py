@@ -186,3 +186,16 @@ def test_a_second_render_into_the_same_sequence_is_refused(
     lock.unlink()
     assert main(render_args(job, out, "--frames", "22", "-q")) == 0
     assert not lock.exists()
+
+
+def test_reenact_frames_the_retimed_track_lacks_are_an_error(
+    job: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(
+        ["reenact", "--source", str(SAMPLE), "--target", str(SAMPLE), "--track-frames", "1-22", "--frames", "21-30",
+         "-o", str(job), "--no-preview", *TINY]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("dvp: error: ") and "reenacted.npz" in last and "23-30" in last
