@@ -262,3 +262,43 @@ def test_sigterm_is_an_error_line_and_removes_temporaries(tmp_path: Path) -> Non
     assert proc.returncode == 143, err
     assert err.strip().splitlines()[-1] == "dvp: error: terminated (SIGTERM)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt.started"]  # no .tmp, no half file
+
+
+def test_a_multi_line_library_error_is_still_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "cut.exr"
+    bad.write_bytes(b"v/1\x01\x02\x00\x00\x00")  # an EXR cut after 8 bytes: OpenEXR reports two lines
+    code, err = run_cli(["info", str(bad)], capsys)
+    assert_error_line(code, err, 1, "cut.exr")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_info_on_an_exr_with_a_damaged_attribute_name_prints(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dvp_engine.io.images import write_image
+
+    good = tmp_path / "a.exr"
+    write_image(good, np.full((4, 4, 3), 0.5, np.float32))
+    data = bytearray(good.read_bytes())
+    data[8] = 128  # the first attribute name's first byte: not UTF-8 any more
+    bad = tmp_path / "b.exr"
+    bad.write_bytes(bytes(data))
+    code, err = run_cli(["info", str(bad)], capsys)
+    assert "internal error" not in err and "Traceback" not in err
+    assert code in (0, 1)
+
+
+def test_an_undecodable_library_error_message_is_still_an_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dvp_engine.io.images import write_image
+
+    good = tmp_path / "a.exr"
+    write_image(good, np.full((4, 4, 3), 0.5, np.float32))
+    data = bytearray(good.read_bytes())
+    data[22] = 128  # inside the first attribute's type name: OpenImageIO's error text is not UTF-8
+    (tmp_path / "b.exr").write_bytes(bytes(data))
+    code, err = run_cli(["info", str(tmp_path / "b.exr")], capsys)
+    assert_error_line(code, err, 1, "b.exr")
