@@ -94,6 +94,21 @@ def join_dash_values(argv: list[str]) -> list[str]:
     return out
 
 
+def add_overwrite(p: argparse.ArgumentParser, what: str = "output files") -> None:
+    """Add ``--overwrite`` (replace ``what`` that exist already)."""
+    p.add_argument("--overwrite", action="store_true", help=f"replace {what} that exist already")
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """A usage error naming the first of ``paths`` that exists, unless ``overwrite``."""
+    if overwrite:
+        return
+    existing = [p for p in paths if p.exists()]
+    if existing:
+        more = f" (and {len(existing) - 1} more)" if len(existing) > 1 else ""
+        raise UsageError(f"output exists{more}; pass --overwrite to replace it", path=existing[0])
+
+
 def add_frames(
     p: argparse.ArgumentParser, help_text: str = "frames to process, e.g. 1001-1100x2 or 1,5,9-12"
 ) -> None:

@@ -199,3 +199,36 @@ def test_reenact_frames_the_retimed_track_lacks_are_an_error(
     assert code == 1, err
     last = err.strip().splitlines()[-1]
     assert last.startswith("dvp: error: ") and "reenacted.npz" in last and "23-30" in last
+
+
+def test_export_eval_and_overlay_refuse_to_overwrite(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pt = tmp_path / "g.pt"
+    pt.write_bytes(b"someone's model")
+    assert main(["export", "--model", str(job / "model"), "-o", str(pt)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and pt.read_bytes() == b"someone's model"
+    assert main(["export", "--model", str(job / "model"), "-o", str(pt), "--overwrite", "-q"]) == 0
+    assert pt.stat().st_size > 1000
+    report = tmp_path / "eval" / "report.json"
+    report.parent.mkdir()
+    report.write_text("{}")
+    assert main(["eval", "--model", str(job / "model"), "-o", str(report.parent)]) == 2
+    assert "--overwrite" in capsys.readouterr().err and report.read_text() == "{}"
+    ov = tmp_path / "ov"
+    ov.mkdir()
+    (ov / "overlay.0005.png").write_bytes(b"x")
+    argv = [
+        "overlay",
+        str(job / "work" / "target.npz"),
+        str(SAMPLE),
+        "-o",
+        str(ov),
+        "--frames",
+        "5",
+        "--no-detect",
+    ]
+    assert main(argv) == 2
+    assert "overlay.0005.png" in capsys.readouterr().err
+    assert main([*argv, "--overwrite", "-q"]) == 0
+    assert (ov / "overlay.0005.png").stat().st_size > 100
