@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from dvp_engine.core import FaceTrack
@@ -65,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for h in args.hold:
         frame, _, count = h.partition(":")
         try:
+            if not re.fullmatch(r"\s*-?[0-9]{1,9}\s*", frame) or not re.fullmatch(r"\s*[0-9]{0,9}\s*", count):
+                raise ValueError("expected FRAME:COUNT with ASCII digits, e.g. 1020:12")
             track = hold(track, int(frame), int(count or 1))
         except ValueError as exc:
             raise UsageError(f"--hold {h!r}: {exc}") from None

@@ -107,7 +107,10 @@ class Framing:
         if text in ("auto", "head"):
             return cls.around_head(track, size)
         try:
-            x0, y0, side = (int(v) for v in text.split(","))
+            parts = text.split(",")
+            if not all(p.strip().isascii() and p.strip().lstrip("+-").isdigit() for p in parts):
+                raise ValueError(text)
+            x0, y0, side = (int(v) for v in parts)
         except ValueError:
             raise InputError(
                 f"--framing must be auto, centred, head or X,Y,SIDE (plate pixels), got {spec!r}"

@@ -302,3 +302,18 @@ def test_an_undecodable_library_error_message_is_still_an_error_line(
     (tmp_path / "b.exr").write_bytes(bytes(data))
     code, err = run_cli(["info", str(tmp_path / "b.exr")], capsys)
     assert_error_line(code, err, 1, "b.exr")
+
+
+def test_hold_and_framing_take_ascii_digits_only(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "t.npz"
+    make_track(src)
+    code, err = run_cli(["edit", str(src), "--hold", "\u0662:3", "-o", str(tmp_path / "h.npz")], capsys)
+    assert_error_line(code, err, 2, "--hold")
+    assert main(["edit", str(src), "--hold", "2:3", "-o", str(tmp_path / "ok.npz"), "-q"]) == 0
+    from dvp_engine.core.errors import InputError
+    from dvp_engine.pipeline.portrait import Framing
+
+    t = FaceTrack.load(src)
+    with pytest.raises(InputError, match="--framing"):
+        Framing.choose("\u0660,0,\u0663\u0662", t, 32)
+    assert Framing.choose("0,0,32", t, 32).side == 32
