@@ -630,10 +630,12 @@ def render_portrait(
 ) -> RenderResult:
     """Render frames with a trained model; see :func:`_render_portrait` for the arguments.
 
-    While it runs, a lock file beside the frames (``.dvp-render.<prefix>lock``, :mod:`dvp_engine.core.lock`)
-    keeps a second render into the same sequence out (it fails naming the holder's host and pid).
+    While it runs, a lock file beside the frames (``.dvp-render.<prefix><ext>.<host>.<pid>.<n>.lock`` listing
+    its frames, :func:`dvp_engine.core.lock.hold_frames_lock`) keeps a second render of any of the same frames
+    out (it fails naming the holder's host and pid); renders of other frames of the sequence may run at once.
     """
-    from dvp_engine.core.lock import hold_lock
+    from dvp_engine.core.frames import FrameSet
+    from dvp_engine.core.lock import hold_frames_lock
     from dvp_engine.core.sequence import ImageSequence
 
     try:
@@ -657,8 +659,9 @@ def render_portrait(
             frames_per_chunk=frames_per_chunk,
             allow_nan=allow_nan,
         )
-    lock = seq.directory / f".dvp-render.{seq.prefix}{seq.suffix.lstrip('.')}.lock"
-    with hold_lock(lock, f"dvp render {seq.pattern()}"):
+    name = f"dvp-render.{seq.prefix}{seq.suffix.lstrip('.')}"
+    wanted = FrameSet.from_frames(int(f) for f in (frames if frames is not None else track.frames))
+    with hold_frames_lock(seq.directory, name, wanted, f"dvp render {seq.pattern()}"):
         return _render_portrait(
             model_dir,
             track,

@@ -171,21 +171,28 @@ def test_jpeg_render_is_refused_before_rendering(
     assert not list(out.parent.glob("*.jpg"))
 
 
-def test_a_second_render_into_the_same_sequence_is_refused(
+def test_a_second_render_of_the_same_frames_is_refused(
     job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Another live job writing frames 20-22 of the sequence: rendering 22 is refused, 19 (a farm's other chunk)
+    is not; a lock whose job is gone is taken over."""
     import socket
 
     out = tmp_path / "l" / "f.####.exr"
     out.parent.mkdir()
-    lock = out.parent / ".dvp-render.f.exr.lock"
-    lock.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(), "started": 0}))
+    lock = out.parent / ".dvp-render.f.exr.farmnode7.4242.0.lock"
+    holder = {"host": socket.gethostname(), "pid": os.getppid(), "started": 0, "frames": "20-22"}
+    lock.write_text(json.dumps(holder))
     assert main(render_args(job, out, "--frames", "22")) == 1
-    assert f"pid {os.getppid()}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"pid {os.getppid()}" in err and "frames 22" in err and lock.name in err
     assert not list(out.parent.glob("*.exr"))
-    lock.unlink()
+    assert main(render_args(job, out, "--frames", "19", "-q")) == 0  # other frames of the sequence: fine
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    lock.write_text(json.dumps({**holder, "pid": dead.pid}))  # its job is gone: stale
     assert main(render_args(job, out, "--frames", "22", "-q")) == 0
-    assert not lock.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["f.0019.exr", "f.0022.exr"]  # locks removed
 
 
 def test_reenact_frames_the_retimed_track_lacks_are_an_error(
