@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from .common import Progress, progress_mode
-from .options import add_frames, parse_frames
+from .options import add_frames, int_type, parse_frames
 
 NAME = "convert"
 HELP = "convert a movie or image sequence to EXR/PNG/... frames, colour-managed"
@@ -29,7 +29,12 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="movie file or image-sequence pattern")
     p.add_argument("-o", "--output", required=True, help="output pattern, e.g. plate/name.####.exr")
     add_frames(p)
-    p.add_argument("--first-frame", type=int, default=1, help="number of a movie's first frame (default 1)")
+    p.add_argument(
+        "--first-frame",
+        type=int_type(-999_999_999, 999_999_999),
+        default=1,
+        help="number of a movie's first frame (default 1)",
+    )
     p.add_argument(
         "--colourspace", "--colorspace", default="ACEScg", help="EXR output colour space (OCIO name)"
     )

@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 from pathlib import Path
 
 from dvp_engine.core import FaceTrack
 
 from .common import UsageError
-from .options import apply_curve_files
+from .options import apply_curve_files, float_type
 
 NAME = "edit"
 HELP = "apply curve edits, --set expressions and retiming to a track"
@@ -42,7 +43,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="CHANNEL=VALUE[@FIRST-LAST]",
         help="override (no sign) or offset (+/-) a channel over a frame range",
     )
-    p.add_argument("--speed", type=float, help="constant playback speed (0.5 = half speed)")
+    p.add_argument(
+        "--speed", type=float_type(0, 100, lo_open=True), help="constant playback speed (0.5 = half speed)"
+    )
     p.add_argument(
         "--hold", action="append", default=[], metavar="FRAME:COUNT", help="freeze FRAME for COUNT frames"
     )
@@ -63,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     for h in args.hold:
         frame, _, count = h.partition(":")
         try:
+            if not re.fullmatch(r"\s*-?[0-9]{1,9}\s*", frame) or not re.fullmatch(r"\s*[0-9]{0,9}\s*", count):
+                raise ValueError("expected FRAME:COUNT with ASCII digits, e.g. 1020:12")
             track = hold(track, int(frame), int(count or 1))
         except ValueError as exc:
             raise UsageError(f"--hold {h!r}: {exc}") from None

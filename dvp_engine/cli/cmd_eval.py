@@ -16,7 +16,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .options import add_device, resolve_device
+from .options import add_batch, add_device, add_overwrite, refuse_existing, resolve_device
 
 NAME = "eval"
 HELP = "score a model on held-out frames against nearest-neighbour and single-frame baselines"
@@ -27,13 +27,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="report folder")
     p.add_argument("--single-frame-model", type=Path, help="a model trained with --nw 1 on the same track")
     p.add_argument("--train-single-frame", action="store_true", help="train the Nw = 1 baseline the same way")
-    p.add_argument("--batch", type=int, default=8)
+    add_batch(p, 8, "frames per forward pass (8)")
+    add_overwrite(p, "a report")
     add_device(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from dvp_engine.pipeline.evaluation import evaluate_model
 
+    refuse_existing([args.output / "report.json", args.output / "contact_sheet.png"], args.overwrite)
     report = evaluate_model(
         args.model,
         args.output,

@@ -15,6 +15,8 @@ import argparse
 import logging
 from pathlib import Path
 
+from .options import add_overwrite, refuse_existing
+
 NAME = "export"
 HELP = "export a trained generator to TorchScript (for Nuke CopyCat)"
 log = logging.getLogger("dvp")
@@ -25,12 +27,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--model", type=Path, required=True, help="model folder, checkpoint folder or generator file"
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="TorchScript file (.pt)")
+    add_overwrite(p, "an output file")
 
 
 def run(args: argparse.Namespace) -> int:
     from dvp_engine.network import export_torchscript
     from dvp_engine.network.checkpoint import load_generator
 
+    refuse_existing([args.output], args.overwrite)
     g = load_generator(args.model)
     export_torchscript(g, args.output)
     c = g.config

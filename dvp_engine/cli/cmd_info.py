@@ -75,5 +75,6 @@ def summarise(path_text: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(summarise(args.path))
+    # metadata of a damaged file may hold bytes that are not UTF-8: escape them rather than fail to print
+    print(summarise(args.path).encode("utf-8", "backslashreplace").decode("utf-8"))
     return 0

@@ -16,7 +16,7 @@ import logging
 from pathlib import Path
 
 from .common import UsageError
-from .options import add_frames, parse_frames
+from .options import add_frames, add_overwrite, float_type, parse_frames, refuse_existing
 
 NAME = "overlay"
 HELP = "draw the fitted mesh, landmarks, pupils and gaze over the footage (PNG)"
@@ -29,9 +29,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     add_frames(p)
     p.add_argument(
-        "--shaded", type=float, default=0.0, help="opacity of the shaded model under the wireframe (0-1)"
+        "--shaded",
+        type=float_type(0, 1),
+        default=0.0,
+        help="opacity of the shaded model under the wireframe (0-1)",
     )
     p.add_argument("--no-detect", dest="detect", action="store_false", help="draw the model only (faster)")
+    add_overwrite(p, "overlay images")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +46,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--shaded must be in [0, 1], got {args.shaded}")
     track = FaceTrack.load(args.track)
     frames = parse_frames(args.frames)
+    todo = list(frames) if frames is not None else [int(f) for f in track.frames]
+    refuse_existing([args.output / f"overlay.{f:04d}.png" for f in todo], args.overwrite)
     paths = draw_overlay(
         track,
         args.source,

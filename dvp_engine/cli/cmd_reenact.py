@@ -21,7 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from .common import StageProgress, UsageError, progress_mode
-from .options import add_device, add_frames, add_framing, add_matte, parse_frames, resolve_device
+from .options import (
+    add_batch,
+    add_device,
+    add_frames,
+    add_framing,
+    add_matte,
+    int_type,
+    parse_frames,
+    resolve_device,
+)
 
 NAME = "reenact"
 HELP = "track, train, transfer, edit and render in one resumable job"
@@ -36,17 +45,27 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", type=Path, help="a trained target model folder (skip training)")
     add_frames(p, "output frames to render (default all)")
     p.add_argument("--track-frames", help="frames of the videos to track (default all)")
-    p.add_argument("--source-reference", type=int, help="neutral frame of the source (default: automatic)")
-    p.add_argument("--target-reference", type=int, help="neutral frame of the target (default: automatic)")
+    p.add_argument(
+        "--source-reference",
+        type=int_type(-999_999_999, 999_999_999),
+        help="neutral frame of the source (default: automatic)",
+    )
+    p.add_argument(
+        "--target-reference",
+        type=int_type(-999_999_999, 999_999_999),
+        help="neutral frame of the target (default: automatic)",
+    )
     p.add_argument(
         "--curves", type=Path, action="append", default=[], help="curve file(s) applied after transfer"
     )
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="CHANNEL=VALUE[@FIRST-LAST]")
-    p.add_argument("--size", type=int, default=256, help="network resolution when training (256)")
-    p.add_argument("--iters", type=int, default=31000, help="training iterations (31000)")
-    p.add_argument("--batch", type=int, default=16, help="training batch (16)")
-    p.add_argument("--ngf", type=int, default=64, help="generator base width (64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--size", type=int_type(16, 4096), default=256, help="network resolution when training (256)"
+    )
+    p.add_argument("--iters", type=int_type(1), default=31000, help="training iterations (31000)")
+    add_batch(p, 16, "training batch (16)")
+    p.add_argument("--ngf", type=int_type(1, 1024), default=64, help="generator base width (64)")
+    p.add_argument("--seed", type=int_type(0), default=0)
     add_framing(p)
     p.add_argument(
         "--no-preview", dest="preview", action="store_false", help="skip the preview MP4 and contact sheet"

@@ -21,7 +21,17 @@ from pathlib import Path
 from dvp_engine.pipeline.portrait import OUTPUT_SIZES
 
 from .common import Progress, progress_mode
-from .options import add_device, add_frames, add_matte, apply_curve_files, parse_frames, resolve_device
+from .options import (
+    add_batch,
+    add_device,
+    add_frames,
+    add_matte,
+    apply_curve_files,
+    float_type,
+    int_type,
+    parse_frames,
+    resolve_device,
+)
 
 NAME = "render"
 HELP = "render frames from a track with a trained model (EXR, scene-linear, with matte)"
@@ -35,7 +45,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", required=True, help="output pattern, e.g. out/frame.####.exr")
     add_frames(p)
     add_device(p)
-    p.add_argument("--batch", type=int, default=16, help="frames per forward pass (halved on GPU OOM)")
+    add_batch(p, 16, "frames per forward pass (halved on GPU OOM)")
     p.add_argument(
         "--output-size",
         choices=OUTPUT_SIZES,
@@ -45,15 +55,29 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--writers",
-        type=int,
+        type=int_type(1, 64),
         default=None,
         help="threads writing frames (default: up to 8); 1 writes in order and stops at the first failure",
     )
-    p.add_argument("--feather", type=float, default=4.0, help="matte feather in pixels at 256 (default 4)")
+    p.add_argument(
+        "--feather",
+        type=float_type(0, 64),
+        default=4.0,
+        help="matte feather in pixels at 256, 0-64 (default 4)",
+    )
     add_matte(p)
+    p.add_argument(
+        "--allow-nan",
+        action="store_true",
+        help="write frames holding NaN/inf pixels (by default such a frame is an error naming it)",
+    )
     group = p.add_mutually_exclusive_group()
     group.add_argument("--overwrite", action="store_true", help="replace frames that exist already")
-    group.add_argument("--resume", action="store_true", help="skip frames that exist already")
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip frames that exist already and read back whole (right size and channels); redo the others",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
             matte=args.matte,
             track_label=str(args.track),
             progress=bar.step,
+            allow_nan=args.allow_nan,
         )
     for e in res.events:
         log.warning(e)

@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from .common import Progress, progress_mode
-from .options import add_device, add_frames, parse_frames, resolve_device
+from .options import add_batch, add_device, add_frames, int_type, parse_frames, resolve_device
 
 NAME = "render-conditioning"
 HELP = "render the colour, correspondence and eye-gaze conditioning images of a track"
@@ -29,9 +29,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("track", type=Path, help="FaceTrack (.npz)")
     p.add_argument("-o", "--output", required=True, help="output pattern, e.g. cond/cond.####.exr")
     add_frames(p)
-    p.add_argument("--size", type=int, default=256, help="square output size (default 256, the network's)")
+    p.add_argument(
+        "--size", type=int_type(1, 8192), default=256, help="square output size (default 256, the network's)"
+    )
     p.add_argument("--preview", action="store_true", help="the three images side by side (RGB)")
-    p.add_argument("--batch", type=int, default=16)
+    add_batch(p, 16, "frames per forward pass (16)")
     p.add_argument("--overwrite", action="store_true", help="replace frames that exist already")
     add_device(p)
 

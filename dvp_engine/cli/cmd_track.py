@@ -25,7 +25,7 @@ from pathlib import Path
 from dvp_engine.core.frames import FrameSet
 
 from .common import StageProgress, UsageError, progress_mode
-from .options import add_device, add_frames, parse_frames, resolve_device
+from .options import add_device, add_frames, float_type, int_type, parse_frames, resolve_device
 
 NAME = "track"
 HELP = "fit the face model to every frame of a video or image sequence"
@@ -38,8 +38,14 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_frames(p)
     add_device(p)
     p.add_argument("--smooth", action="store_true", help="temporal smoothing of the curves (off by default)")
-    p.add_argument("--identity-keyframes", type=int, default=5, help="keyframes for the identity solve (5)")
-    p.add_argument("--focal", type=float, help="focal length in pixels (default: 2 x the larger image side)")
+    p.add_argument(
+        "--identity-keyframes", type=int_type(1, 1000), default=5, help="keyframes for the identity solve (5)"
+    )
+    p.add_argument(
+        "--focal",
+        type=float_type(0, 1e6, lo_open=True),
+        help="focal length in pixels (default: 2 x the larger image side)",
+    )
     p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     chunk = p.add_mutually_exclusive_group()

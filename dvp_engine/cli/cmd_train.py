@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Progress, StageProgress, progress_mode
-from .options import add_device, add_framing, resolve_device
+from .options import add_device, add_framing, int_type, resolve_device
 
 NAME = "train"
 HELP = "train the space-time generator of a target actor"
@@ -31,24 +31,48 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames-from", required=True, help="the target video (movie or image sequence)")
     p.add_argument("-o", "--output", type=Path, required=True, help="model folder")
     p.add_argument(
-        "--size", type=int, default=256, help="network resolution (128, 256, 512, 1024; default 256)"
+        "--size",
+        type=int_type(16, 4096),
+        help="network resolution (128, 256, 512, 1024; default 256, or the checkpoint's with --resume)",
     )
-    p.add_argument("--iters", type=int, default=31000, help="total iterations (paper: 31000)")
-    p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
+    p.add_argument("--iters", type=int_type(1), default=31000, help="total iterations (paper: 31000)")
+    p.add_argument(
+        "--batch",
+        type=int_type(2, 4096),
+        help="batch size (paper: 16; default 16, or the checkpoint's with --resume)",
+    )
     p.add_argument(
         "--ngf",
-        type=int,
-        default=64,
-        help="generator and discriminator base width (paper: 64; smaller trains faster)",
+        type=int_type(1, 1024),
+        help="generator and discriminator base width (paper: 64; smaller trains faster; default 64, or the "
+        "checkpoint's with --resume)",
     )
     p.add_argument(
-        "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"
+        "--nw",
+        type=int_type(1, 99),
+        help="frames in the space-time window (paper: 11; 1 = single frame; default 11, or the checkpoint's)",
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int_type(0), help="random seed (default 0, or the checkpoint's with --resume)"
+    )
     add_framing(p)
-    p.add_argument("--resume", action="store_true", help="continue from the folder's latest checkpoint")
-    p.add_argument("--preview-every", type=int, default=1000, help="iterations between held-out previews")
-    p.add_argument("--checkpoint-every", type=int, default=1000, help="iterations between checkpoints")
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the folder's latest checkpoint (other --size/--nw/--ngf/--batch/--seed: an error)",
+    )
+    group.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start again in a folder that holds a model (its checkpoints go)",
+    )
+    p.add_argument(
+        "--preview-every", type=int_type(1), default=1000, help="iterations between held-out previews"
+    )
+    p.add_argument(
+        "--checkpoint-every", type=int_type(1), default=1000, help="iterations between checkpoints"
+    )
     add_device(p)
 
 
@@ -81,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
             device=device,
             seed=args.seed,
             resume=args.resume,
+            overwrite=args.overwrite,
             preview_every=args.preview_every,
             checkpoint_every=args.checkpoint_every,
             log_every=min(50, max(1, args.iters // 20)),

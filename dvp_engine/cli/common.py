@@ -1,7 +1,9 @@
 """Shared CLI plumbing: logging, progress reporting, error reporting and exit codes.
 
-Exit codes scripts can rely on: 0 success, 1 failure (a :class:`DvpError` or an unexpected error),
-2 usage error (bad arguments), 130 interrupted.
+Exit codes scripts can rely on (:data:`EXIT_CODES`): 0 success, 1 failure (bad input, a file that cannot be
+read or written: a :class:`DvpError` or an ``OSError``), 2 usage error (bad arguments), 3 internal error (a bug
+in dvp; ``-v`` prints the traceback), 130 interrupted (SIGINT, Ctrl-C), 143 terminated (SIGTERM). Interrupted
+and terminated jobs remove their temporary files and keep what was finished.
 
 Progress goes to stderr. With ``--progress lines`` (the default when stderr is not a terminal, e.g. when a
 host such as Nuke or Blender runs ``dvp``) each step prints one machine-readable line::
@@ -21,11 +23,36 @@ import sys
 from dvp_engine.core.cli_protocol import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, format_error, format_progress
 from dvp_engine.core.errors import DvpError
 
-__all__ = ["EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_OK", "EXIT_USAGE"]
+__all__ = [
+    "EXIT_CODES",
+    "EXIT_FAILURE",
+    "EXIT_INTERNAL",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+]
 
 log = logging.getLogger("dvp")
 
+EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+
+#: Every exit code of ``dvp`` and its meaning (docs/cli.md lists these).
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success",
+    EXIT_FAILURE: "failure: bad input, or a file that cannot be read or written",
+    EXIT_USAGE: "usage error: bad arguments or option values",
+    EXIT_INTERNAL: "internal error (a bug in dvp; -v prints the traceback)",
+    EXIT_INTERRUPTED: "interrupted (SIGINT, Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM)",
+}
+
+
+class Terminated(BaseException):
+    """Raised in the main thread when ``dvp`` receives SIGTERM (a BaseException, like KeyboardInterrupt, so
+    that ``except Exception`` blocks do not swallow it while cleanup handlers still run)."""
 
 
 class UsageError(DvpError):

@@ -54,8 +54,15 @@ def format_progress(done: int, total: int, frame: int | None = None) -> str:
 
 
 def format_error(message: str) -> str:
-    """The error line; ``message`` is ``<path>: frame <N>: <text>`` where path and frame are known."""
-    return f"dvp: error: {message}"
+    """The error line; ``message`` is ``<path>: frame <N>: <text>`` where path and frame are known.
+
+    Always one line: line breaks inside the message (e.g. a library's multi-line error) become ``"; "``;
+    characters that cannot be written as UTF-8 are backslash-escaped.
+    """
+    text = "; ".join(part.strip() for part in message.splitlines() if part.strip())
+    # undecodable bytes (a file name or a library message that is not UTF-8) are escaped, never a crash
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return f"dvp: error: {text}"
 
 
 def parse_line(line: str) -> Progress | ErrorLine | None:

@@ -22,6 +22,10 @@ A curve file is JSON::
   file this dvp writes records it. A file without it (written before it was recorded) is read only if its
   ``face.*`` curves are all offsets, which meant the same then; ``face.*`` overrides there meant projections
   applied one after another and are refused with a request to re-export.
+* Values and slopes are limited to :data:`dvp_engine.core.layout.VALUE_LIMITS` by the channel's unit (3600
+  degrees, 1000 m, 10,000 for 0-1 channels and coefficients); key frames to +-999,999,999. A value beyond is
+  refused with an error naming the channel and key (:func:`check_limits`).
+* ``metadata`` (optional) is a JSON object of free facts.
 """
 
 from __future__ import annotations
@@ -199,13 +203,22 @@ class CurveSet:
                     for k in entry["keys"]
                 ]
                 rng = entry.get("range")
+                if rng is not None and len(rng) != 2:
+                    raise ValueError(f"range must be [first, last], got {rng!r}")
                 curves[name] = Curve(
                     keys=keys,
                     mode=str(entry.get("mode", "override")),
                     range=None if rng is None else (int(rng[0]), int(rng[1])),
                 )
-            except (KeyError, TypeError, ValueError) as exc:
+                if layout.is_known_channel(name):
+                    check_limits(name, curves[name])
+            except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
                 raise InputError(f"channel {name!r}: bad curve ({exc})", path=path) from exc
+        metadata = doc.get("metadata", {})
+        if not isinstance(metadata, Mapping):
+            raise SchemaError(
+                f"curve file 'metadata' must be a JSON object, not {type(metadata).__name__}", path=path
+            )
         semantics = doc.get("controls")
         if semantics is None:
             overridden = [n for n, c in curves.items() if n.startswith("face.") and c.mode == "override"]
@@ -221,7 +234,7 @@ class CurveSet:
                 f"curve file's 'controls' is {semantics!r}: this dvp reads {', '.join(_controls.KNOWN_SEMANTICS)}",
                 path=path,
             )
-        return cls(curves=curves, metadata=dict(doc.get("metadata", {})), controls=str(semantics))
+        return cls(curves=curves, metadata=dict(metadata), controls=str(semantics))
 
     def save(self, path: str | Path) -> Path:
         """Write the curve file atomically (JSON, NaN refused)."""
@@ -251,6 +264,24 @@ control_directions = _controls.control_directions
 control_values = _controls.control_values
 
 
+def check_limits(name: str, curve: Curve) -> None:
+    """Raise ``ValueError`` naming the channel and key when a value or slope is beyond the channel's limit
+    (:func:`dvp_engine.core.layout.channel_limit`) or a key frame beyond +-999,999,999."""
+    from .frames import MAX_FRAME_NUMBER
+
+    limit = layout.channel_limit(name)
+    unit = layout.channel_unit(name)
+    for k in curve.keys:
+        if abs(k.frame) > MAX_FRAME_NUMBER:
+            raise ValueError(f"channel {name!r}: key frame {k.frame:g} is beyond +-{MAX_FRAME_NUMBER}")
+        for label, v in (("value", k.value), ("in_slope", k.in_slope), ("out_slope", k.out_slope)):
+            if v is not None and abs(v) > limit:
+                raise ValueError(
+                    f"channel {name!r}: key at frame {k.frame:g} has {label} {v:g} {unit}, beyond the limit "
+                    f"of +-{limit:g} {unit} for this channel"
+                )
+
+
 def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     """Apply a curve set over a track, returning a new track.
 
@@ -261,11 +292,13 @@ def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     control keeps its value. A file that edits both a control and raw ``expr.*`` coefficients on the same
     frames therefore gets the raw values first and then the controls' values: **controls win** within the
     span of the directions, the raw edit stays outside it. Unknown channels raise ``KeyError`` listing the
-    valid names.
+    valid names; a value beyond the channel's limit raises ``ValueError`` (:func:`check_limits`).
     """
     names, matrix = _controls.control_matrix(track)
     valid = tuple(track.channels) + tuple(names)
     curves.validate_names(valid)
+    for name, curve in curves.curves.items():
+        check_limits(name, curve)
     out = track.replace()
     frames = out.frames.astype(np.float64)
     targets = np.full((len(frames), len(names)), np.nan)

@@ -15,7 +15,8 @@ A :class:`FrameSet` holds the ordered, unique frame numbers. ``str()`` prints th
 refuses (an empty range on a command line is a mistake).
 
 Errors are :class:`ValueError` with the offending text quoted: end before start, a step of zero or less,
-text that is not a frame range, or a range of more than :data:`MAX_FRAMES` frames.
+text that is not a frame range, a frame number beyond :data:`MAX_FRAME_NUMBER` (either sign), or a range of
+more than :data:`MAX_FRAMES` frames. Only ASCII digits are frame numbers (``'١٩٩'`` is refused, not read as 199).
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ from typing import Final, SupportsIndex
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_FRAMES", "FrameSet", "parse_frames"]
+__all__ = ["MAX_FRAMES", "MAX_FRAME_NUMBER", "FrameSet", "parse_frames"]
 
 #: The largest number of frames one range may expand to (guards against typos like ``1-100000000000``).
 MAX_FRAMES: Final = 1_000_000
+#: The largest frame number (and, negated, the smallest) a range may name: nine digits, far beyond any shot.
+MAX_FRAME_NUMBER: Final = 999_999_999
 
 _ITEM: Final = re.compile(
     r"""^\s*
@@ -41,27 +44,42 @@ _ITEM: Final = re.compile(
         (?:\s*[xX]\s*(?P<step>[-+]?\d+))?
     )?
     \s*$""",
-    re.VERBOSE,
+    re.VERBOSE | re.ASCII,
 )
+
+
+def _int(digits: str, item: str) -> int:
+    if len(digits.lstrip("+-")) > 30:
+        raise ValueError(f"frame number {digits[:12]}... in {item.strip()[:40]!r} has more than 30 digits")
+    return int(digits)
+
+
+def _check(frame: int, item: str) -> int:
+    if abs(frame) > MAX_FRAME_NUMBER:
+        raise ValueError(f"frame number {frame} in {item.strip()!r} is beyond +-{MAX_FRAME_NUMBER}")
+    return frame
 
 
 def _parse_item(item: str, text: str) -> range:
     m = _ITEM.match(item)
     if m is None:
         raise ValueError(f"not a frame range: {item.strip()!r} in {text!r} (expected e.g. '1001-1100x2')")
-    start = int(m["start"])
+    start = _int(m["start"], item)
     if m["end"] is None:
+        _check(start, item)
         return range(start, start + 1)
-    end = int(m["end"])
-    step = 1 if m["step"] is None else int(m["step"])
+    end = _int(m["end"], item)
+    step = 1 if m["step"] is None else _int(m["step"], item)
     if step <= 0:
         raise ValueError(f"frame step must be > 0, got {step} in {item.strip()!r}")
     if end < start:
         raise ValueError(f"frame range end {end} is before start {start} in {item.strip()!r}")
-    r = range(start, end + 1, step)
-    if len(r) > MAX_FRAMES:
-        raise ValueError(f"frame range {item.strip()!r} has {len(r)} frames, more than {MAX_FRAMES}")
-    return r
+    count = (end - start) // step + 1  # not len(range): that overflows a C ssize_t on huge ranges
+    if count > MAX_FRAMES:
+        raise ValueError(f"frame range {item.strip()!r} has {count} frames, more than {MAX_FRAMES}")
+    _check(start, item)
+    _check(end, item)
+    return range(start, end + 1, step)
 
 
 class FrameSet:

@@ -99,6 +99,18 @@ def channel_unit(name: str) -> str:
     raise KeyError(unknown_channel_message(name))
 
 
+#: The largest magnitude (in channel units) a curve key, ``--set`` value or key slope (units per frame) may
+#: have: ten full turns for angles, 1 km for translations, 10,000 for 0-1 channels and coefficients (loose
+#: bounds for key handles and offsets). Beyond these a value is a typo (``1e30`` degrees) and is refused rather
+#: than rendered.
+VALUE_LIMITS: Final[dict[str, float]] = {"deg": 3600.0, "m": 1000.0, "0-1": 1e4, "coef": 1e4, "bool": 1e4}
+
+
+def channel_limit(name: str) -> float:
+    """The largest magnitude a curve may give channel ``name`` (see :data:`VALUE_LIMITS`)."""
+    return VALUE_LIMITS[channel_unit(name)]
+
+
 def is_known_channel(name: str) -> bool:
     """True for the packed channels, the auxiliary ``track.*`` channels and named ``face.*`` controls."""
     return name in _UNITS or (name.startswith("face.") and len(name) > 5)

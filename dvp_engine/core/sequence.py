@@ -12,7 +12,8 @@ pattern                    meaning
 ``wda.#.exr``              a single ``#`` is 4 digits (oiiotool/fileseq convention)
 ``wda.@@@.exr``            ``@``: one digit each (oiiotool); ``#`` and ``@`` may mix as 4 + 1 each
 ``wda.1001.exr``           a concrete file: the last group of digits before the extension is the frame,
-                           its length is the padding
+                           its length is the padding (ASCII digits only; a version such as ``_v001`` or
+                           ``.v2`` is not a frame number, so ``plate_v001.png`` is refused as a pattern)
 =========================  ==========================================================================
 
 Padding rule (:meth:`ImageSequence.name`): *padding is the minimum number of digits*. A frame number with
@@ -42,14 +43,18 @@ __all__ = ["ImageSequence", "PatternStyle", "is_pattern"]
 
 PatternStyle = Literal["printf", "hash", "oiio"]
 
-_PRINTF: Final = re.compile(r"%(0?)(\d*)d")
+_PRINTF: Final = re.compile(r"%(0?)(\d*)d", re.ASCII)
 _HASHES: Final = re.compile(r"[#@]+")
 MOVIE_SUFFIXES: Final = frozenset(
     {".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mxf", ".mpg", ".mpeg", ".gif"}
 )
 """File suffixes read as movies (decoded by PyAV), not as images or image sequences."""
-# a concrete file name: the last run of digits in the stem (the part before the extension)
-_CONCRETE: Final = re.compile(r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[A-Za-z][A-Za-z0-9]*)*)$")
+# a concrete file name: the last run of ASCII digits in the stem (the part before the extension)
+_CONCRETE: Final = re.compile(
+    r"^(?P<prefix>.*?)(?P<digits>\d+)(?P<suffix>(?:\.[A-Za-z][A-Za-z0-9]*)*)$", re.ASCII
+)
+# a version number (``plate_v001``, ``frame.v2``, ``shotV3``): a 'v' after a separator (or at the start)
+_VERSION: Final = re.compile(r"(?:^|[._\-])[vV]$")
 
 
 def is_pattern(text: str | os.PathLike[str]) -> bool:
@@ -169,6 +174,11 @@ class ImageSequence:
                 )
             digits = c["digits"]
             prefix, suffix = c["prefix"], c["suffix"]
+            if _VERSION.search(prefix):
+                raise ValueError(
+                    f"no frame number or placeholder in {text!r}: {prefix[-1]}{digits} is a version number, "
+                    f"not a frame (write e.g. '{prefix}{digits}.####{suffix}')"
+                )
             padding = len(digits)
             first = last = int(digits)
         if "%" in prefix + suffix:

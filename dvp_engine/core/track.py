@@ -38,6 +38,32 @@ Upgrade = Callable[[dict[str, Any], Arrays], tuple[dict[str, Any], Arrays]]
 #: Applied repeatedly on load until the header says :data:`SCHEMA`.
 UPGRADES: dict[str, Upgrade] = {}
 
+#: The entries of a track file that are read; any other entry is ignored without being decompressed.
+ENTRIES: Final = ("header", "frames", "channels", "identity", "reflectance")
+#: The largest uncompressed size of one entry (bytes): a million frames of 256 float32 channels; the header
+#: (JSON) may hold at most 64 MiB. Larger entries are refused before anything is decompressed.
+MAX_ENTRY_BYTES: Final = 1 << 30
+MAX_HEADER_BYTES: Final = 64 << 20
+#: The largest image side (pixels) a track may describe (a 32K plate).
+MAX_IMAGE_SIDE: Final = 32768
+
+
+def _read_entries(src: Path) -> Arrays:
+    """The :data:`ENTRIES` of an ``.npz``, each size-checked from the zip directory before it is read."""
+    with np.load(src, allow_pickle=False) as data:
+        arrays: Arrays = {}
+        for key in ENTRIES:
+            if key not in data.files:
+                continue
+            size = data.zip.getinfo(f"{key}.npy").file_size
+            limit = MAX_HEADER_BYTES if key == "header" else MAX_ENTRY_BYTES
+            if size > limit:
+                raise InputError(
+                    f"track entry {key!r} is {size} bytes uncompressed, more than {limit}", path=src
+                )
+            arrays[key] = data[key]
+        return arrays
+
 
 @dataclass
 class FaceTrack:
@@ -135,12 +161,18 @@ class FaceTrack:
             )
         if not (np.all(np.isfinite(self.identity)) and np.all(np.isfinite(self.reflectance))):
             raise SchemaError("identity/reflectance hold NaN or inf")
-        if self.width <= 0 or self.height <= 0:
-            raise SchemaError(f"image size must be positive, got {self.width}x{self.height}")
+        if not (0 < self.width <= MAX_IMAGE_SIDE and 0 < self.height <= MAX_IMAGE_SIDE):
+            raise SchemaError(
+                f"image size must be 1..{MAX_IMAGE_SIDE} pixels a side, got {self.width}x{self.height}"
+            )
         if self.rate <= 0:
             raise SchemaError(f"frame rate must be positive, got {self.rate}")
         if len(self.intrinsics) != 4 or not all(np.isfinite(self.intrinsics)):
             raise SchemaError(f"intrinsics must be 4 finite numbers (fx, fy, cx, cy), got {self.intrinsics}")
+        if not (self.intrinsics[0] > 0 and self.intrinsics[1] > 0):
+            raise SchemaError(f"focal lengths fx, fy must be > 0 pixels, got {self.intrinsics[:2]}")
+        if self.frames.dtype.kind not in "iu":
+            raise SchemaError(f"frame numbers must be integers, got {self.frames.dtype}")
 
     # ------------------------------------------------------------------ access
     @property
@@ -288,9 +320,10 @@ class FaceTrack:
         if not src.is_file():
             raise InputError("track file not found", path=src)
         try:
-            with np.load(src, allow_pickle=False) as data:
-                arrays: Arrays = {k: data[k] for k in data.files}
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            arrays = _read_entries(src)
+        except InputError:
+            raise
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
             raise InputError(
                 f"not a readable FaceTrack .npz (truncated or corrupt: {exc})", path=src
             ) from exc
@@ -300,6 +333,10 @@ class FaceTrack:
             header = json.loads(arrays["header"].tobytes().decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SchemaError(f"FaceTrack header is not valid JSON ({exc})", path=src) from exc
+        if not isinstance(header, dict):
+            raise SchemaError(
+                f"FaceTrack header must be a JSON object, not {type(header).__name__}", path=src
+            )
         header, arrays = upgrade(header, arrays, path=src)
         try:
             names = list(header["channel_names"])
@@ -309,6 +346,11 @@ class FaceTrack:
                     f"channels array has shape {matrix.shape} for {len(names)} channel names", path=src
                 )
             num, den = header["rate"]
+            if int(den) <= 0 or int(num) <= 0:
+                raise SchemaError(f"frame rate must be a positive fraction [num, den], got {header['rate']}")
+            metadata = header.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise SchemaError(f"FaceTrack metadata must be a JSON object, not {type(metadata).__name__}")
             track = cls(
                 frames=arrays["frames"],
                 rate=Fraction(int(num), int(den)),
@@ -318,13 +360,13 @@ class FaceTrack:
                 channels={n: matrix[:, i] for i, n in enumerate(names)},
                 identity=arrays["identity"],
                 reflectance=arrays["reflectance"],
-                metadata=dict(header.get("metadata", {})),
+                metadata=dict(metadata),
             )
         except SchemaError as exc:
             if exc.path is None:
                 raise SchemaError(str(exc), path=src) from exc
             raise
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
             raise SchemaError(f"FaceTrack file is missing or has malformed field {exc}", path=src) from exc
         return track
 

@@ -139,8 +139,33 @@ def _from_attribute(param: Any) -> Any:
     return value
 
 
+def _geterror(source: Any) -> str:
+    """OIIO's pending error text (of ``oiio`` or of an ImageInput/ImageOutput); a message that is not UTF-8
+    (from a damaged file) is returned as a placeholder instead of raising."""
+    try:
+        return str(source.geterror())
+    except UnicodeDecodeError:
+        return "(undecodable error message from OpenImageIO)"
+
+
 def _spec_metadata(spec: Any) -> dict[str, Any]:
-    return {p.name: _from_attribute(p) for p in spec.extra_attribs}
+    """The attributes of an OIIO spec; an attribute whose name or text is not UTF-8 (a damaged header) is left
+    out rather than failing the read."""
+    out: dict[str, Any] = {}
+    for i in range(len(spec.extra_attribs)):
+        try:
+            p = spec.extra_attribs[i]
+            out[p.name] = _from_attribute(p)
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _channel_names(spec: Any, path: Path) -> tuple[str, ...]:
+    try:
+        return tuple(spec.channelnames)
+    except UnicodeDecodeError:
+        raise InputError("damaged image header (channel names are not UTF-8)", path=path) from None
 
 
 # --------------------------------------------------------------------------- reading
@@ -151,7 +176,7 @@ def _open_input(path: Path) -> Any:
         raise InputError("is a folder, not an image", path=path)
     inp = oiio.ImageInput.open(str(path))
     if inp is None:
-        err = oiio.geterror() or "unknown error"
+        err = _geterror(oiio) or "unknown error"
         raise InputError(f"not a readable image ({err})", path=path)
     return inp
 
@@ -185,9 +210,9 @@ def read_image(
         spec = inp.spec()
         pixels = inp.read_image(0, 0, 0, spec.nchannels, "float")
         if pixels is None:
-            raise InputError(f"cannot decode image ({inp.geterror() or oiio.geterror()})", path=p)
+            raise InputError(f"cannot decode image ({_geterror(inp) or _geterror(oiio)})", path=p)
         meta = _spec_metadata(spec)
-        meta["oiio:channelnames"] = tuple(spec.channelnames)
+        meta["oiio:channelnames"] = _channel_names(spec, p)
         meta["oiio:format"] = str(spec.format)
     finally:
         inp.close()
@@ -238,7 +263,7 @@ def image_info(path: str | os.PathLike[str]) -> str:
         inp.close()
     lines = [
         f"image {p} ({fmt})",
-        f"  size: {spec.width}x{spec.height}, channels: {','.join(spec.channelnames)}, pixels: {spec.format}",
+        f"  size: {spec.width}x{spec.height}, channels: {','.join(_channel_names(spec, p))}, pixels: {spec.format}",
     ]
     (x, y, w, h), (fx, fy, fw, fh) = _windows(spec)
     if (x, y, w, h) != (fx, fy, fw, fh):
@@ -255,7 +280,7 @@ def image_info(path: str | os.PathLike[str]) -> str:
 def _format_name(path: Path) -> str:
     out = oiio.ImageOutput.create(str(path))
     if out is None:
-        raise DvpError(f"no image writer for extension {path.suffix!r} ({oiio.geterror()})", path=path)
+        raise DvpError(f"no image writer for extension {path.suffix!r} ({_geterror(oiio)})", path=path)
     return str(out.format_name())
 
 
@@ -340,12 +365,12 @@ def write_image(
     with atomic_path(dest) as tmp:
         out = oiio.ImageOutput.create(str(dest))
         if out is None:
-            raise DvpError(f"no image writer ({oiio.geterror()})", path=dest)
+            raise DvpError(f"no image writer ({_geterror(oiio)})", path=dest)
         try:
             if not out.open(str(tmp), spec):
-                raise DvpError(f"cannot write image ({out.geterror() or oiio.geterror()})", path=dest)
+                raise DvpError(f"cannot write image ({_geterror(out) or _geterror(oiio)})", path=dest)
             if not out.write_image(data):
-                raise DvpError(f"cannot write image ({out.geterror() or oiio.geterror()})", path=dest)
+                raise DvpError(f"cannot write image ({_geterror(out) or _geterror(oiio)})", path=dest)
         finally:
             out.close()
     return dest

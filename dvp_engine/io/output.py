@@ -34,10 +34,26 @@ multilayer files without alpha or colour management)."""
 def output_sequence(pattern: str | Path, frames: FrameSet, *, overwrite: bool) -> ImageSequence:
     """Parse an output pattern and refuse to replace existing frames unless ``overwrite``.
 
+    A concrete name (``out/f.0021.exr``) is accepted for one frame only, and only when its number is that
+    frame; several frames need a placeholder (``####``, ``%04d``), so that no two frames share one file and a
+    version such as ``_v001`` is never taken as a frame number.
+
     Raises:
         DvpError: the pattern has no frame placeholder, its folder cannot be created, or frames exist already.
     """
-    seq = ImageSequence.parse(str(pattern))
+    from dvp_engine.core.sequence import is_pattern
+
+    text = str(pattern)
+    try:
+        seq = ImageSequence.parse(text)
+    except ValueError as exc:
+        raise DvpError(f"not an output pattern: {exc}", path=text) from None
+    if not is_pattern(text) and (len(frames) != 1 or seq.first != frames.first):
+        raise DvpError(
+            f"the output has no frame placeholder for {len(frames)} frame(s) {frames}; write e.g. "
+            f"'{seq.directory / (seq.prefix.rstrip('.') + '.####' + seq.suffix)}'",
+            path=text,
+        )
     try:
         seq.directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -64,6 +80,7 @@ def write_frame(
     dtype: str | None = None,
     placement: tuple[int, int, int, int] | None = None,
     matte_as: str = "layer",
+    allow_nan: bool = False,
 ) -> Path:
     """Write one frame.
 
@@ -83,11 +100,28 @@ def write_frame(
             zero (and matte 0) outside the crop.
         matte_as: ``layer`` (default): ``R, G, B, matte.A`` with opaque RGB; ``alpha``: ``R, G, B, A`` with the
             colour premultiplied by the matte (the EXR convention), for hosts that only read RGBA.
+        allow_nan: write NaN/inf pixels as they are; by default a frame holding any is refused (DvpError),
+            so a broken model or input never leaves a plausible-looking file behind.
+
+    Raises:
+        DvpError: non-finite pixels (unless ``allow_nan``), a format that cannot hold the channels, or the
+            file cannot be written; the path is named.
     """
     if matte_as not in MATTE_MODES:
         raise ValueError(f"matte_as must be one of {MATTE_MODES}, got {matte_as!r}")
     dest = Path(path)
-    pixels = np.clip(np.asarray(rgb, dtype=np.float32), 0.0, 1.0)
+    raw = np.asarray(rgb, dtype=np.float32)
+    if not allow_nan:
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        if matte is not None:
+            bad += int(np.count_nonzero(~np.isfinite(np.asarray(matte, dtype=np.float32))))
+        if bad:
+            raise DvpError(
+                f"{bad} pixel values are NaN or inf (a broken model or input); nothing written "
+                "(--allow-nan keeps them)",
+                path=dest,
+            )
+    pixels = np.clip(raw, 0.0, 1.0)
     meta: dict[str, Any] = {"Software": f"dvp {__version__}"}
     if dest.suffix.lower() in FLOAT_SUFFIXES:
         from .colour import convert, srgb_space
@@ -119,4 +153,7 @@ def write_frame(
     elif placement is not None:
         x, y, width, height = placement
         pixels = paste(pixels, x, y, width, height)
-    return write_image(dest, pixels, **kwargs)
+    try:
+        return write_image(dest, pixels, **kwargs)
+    except ValueError as exc:  # a format that cannot hold these channels or this layout
+        raise DvpError(str(exc).removeprefix(f"{dest}: "), path=dest) from None

@@ -82,7 +82,8 @@ class Video:
         self._time_base = Fraction(stream.time_base) if stream.time_base else None
         self._start_pts = int(stream.start_time or 0)
         self._calibrated = False
-        self.n_frames = int(stream.frames or 0) or self._count_frames()
+        listed = int(stream.frames or 0)
+        self.n_frames = self._check_listed(listed) if listed else self._count_frames()
         if self.n_frames <= 0:
             self._container.close()
             raise InputError("not a movie: no video frames", path=path)
@@ -97,6 +98,28 @@ class Video:
     def frames(self) -> FrameSet:
         """All frame numbers: ``first_frame .. first_frame + n_frames - 1``."""
         return FrameSet.from_range(self.first_frame, self.first_frame + self.n_frames - 1)
+
+    def _check_listed(self, listed: int) -> int:
+        """``listed`` (the container's frame count) if the file really holds data up to the last frame, else
+        the frames actually there: a movie cut short (e.g. a faststart MP4, whose index comes first, copied
+        halfway) lists every frame it was meant to have. Checked by demuxing from the last frame's keyframe."""
+        if self._time_base is None:
+            return listed
+        try:
+            target = self._start_pts + int(math.floor((listed - 1) / self.rate / self._time_base))
+            self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
+            last = None
+            for packet in self._container.demux(self._stream):
+                if packet.size and packet.pts is not None:
+                    last = packet.pts if last is None else max(last, packet.pts)
+            self._container.seek(0)
+        except av.error.FFmpegError:
+            return self._count_frames()
+        if last is not None and round((last - self._start_pts) * self._time_base * self.rate) >= listed - 1:
+            return listed
+        n = self._count_frames()
+        log.warning("%s: the container lists %d frames but holds %d (cut short?)", self.path, listed, n)
+        return n
 
     def _count_frames(self) -> int:
         n = 0
@@ -285,7 +308,8 @@ def read_frames(
             clipped to [0, 1].
         on_missing, on_error: for image sequences, as in :func:`dvp_engine.io.images.read_sequence`:
             ``on_missing="skip"`` reads the frames that exist; ``on_error`` receives each unreadable frame's
-            :class:`InputError` (``.frame`` set) and reading goes on. A movie that fails to decode raises.
+            :class:`InputError` (``.frame`` set) and reading goes on. For a movie, ``on_error`` receives each
+            frame that fails to decode and reading goes on from the next wanted frame; without it, it raises.
 
     Raises:
         InputError: missing file or frames (listed by number), not a movie, frames outside the movie: raised
@@ -298,27 +322,48 @@ def read_frames(
     if p.suffix.lower() not in MOVIE_SUFFIXES and p.exists():
         # a frame of a sequence: read the whole sequence
         return _sequence_frames(ImageSequence.find(p), fs, linear, on_missing, on_error)
-    return _movie_frames(p, fs, first_frame)
+    return _movie_frames(p, fs, first_frame, on_error)
 
 
 def _movie_frames(
-    path: Path, frames: FrameSet | None, first_frame: int
+    path: Path,
+    frames: FrameSet | None,
+    first_frame: int,
+    on_error: Callable[[DvpError], None] | None = None,
 ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
     video = open_video(path, first_frame=first_frame)  # errors (not a movie, bad range) raise now
     try:
-        frames_iter = video.read(frames)
+        wanted = video.frames if frames is None else frames
+        frames_iter = video.read(wanted)
     except BaseException:
         video.close()
         raise
-    return _unit_frames(video, frames_iter)
+    return _unit_frames(video, frames_iter, list(wanted), on_error)
 
 
 def _unit_frames(
-    video: Video, frames_iter: Iterator[tuple[int, npt.NDArray[np.uint8]]]
+    video: Video,
+    frames_iter: Iterator[tuple[int, npt.NDArray[np.uint8]]],
+    wanted: list[int],
+    on_error: Callable[[DvpError], None] | None,
 ) -> Iterator[tuple[int, npt.NDArray[np.float32]]]:
+    """The frames as floats; with ``on_error`` a frame that fails to decode is reported and skipped, and
+    decoding goes on from the next wanted frame (a seek), so ``--skip-bad-frames`` skips, not stops."""
     try:
-        for f, rgb in frames_iter:
-            yield f, rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+        while True:
+            try:
+                for f, rgb in frames_iter:
+                    yield f, rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+                return
+            except InputError as exc:
+                if on_error is None or exc.frame is None:
+                    raise
+                on_error(exc)
+                rest = [f for f in wanted if f > exc.frame]
+                if not rest:
+                    return
+                wanted = rest
+                frames_iter = video.read(rest)
     finally:
         video.close()
 

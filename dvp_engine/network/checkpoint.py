@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
 from dvp_engine.core.atomic import sha256_file, write_text_atomic
@@ -67,6 +66,16 @@ LATEST_FILE = "latest.json"
 STATE_FORMAT = "dvp.train_state.1"
 
 
+def _dir_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o777 & ~umask
+
+
+_DIR_MODE = _dir_mode()
+"""The mode a new folder gets (0o777 less the process's umask, read at import)."""
+
+
 class CheckpointError(DvpError):
     """A checkpoint file is missing, truncated, corrupt or inconsistent (the message names the file)."""
 
@@ -96,10 +105,57 @@ def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[st
     return tensors, meta
 
 
+_ST_DTYPES = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
+def safetensors_bytes(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    """The safetensors encoding of ``tensors`` with string metadata ``meta``, byte for byte deterministic.
+
+    The header (8-byte little-endian length, then JSON padded with spaces to a multiple of 8) lists tensors and
+    metadata keys in sorted order, and the data follows in the same order, so identical weights and metadata
+    always give identical files (and the same ``dvp:checkpoint_sha256``); the safetensors library's own writer
+    orders metadata keys differently from run to run.
+    """
+    header: dict[str, Any] = {}
+    blobs: list[bytes] = []
+    offset = 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in _ST_DTYPES:
+            raise TypeError(f"tensor {name!r}: dtype {t.dtype} has no safetensors code")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {
+            "dtype": _ST_DTYPES[t.dtype],
+            "shape": list(t.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        blobs.append(data)
+        offset += len(data)
+    if meta:
+        header["__metadata__"] = {str(k): str(v) for k, v in sorted(meta.items())}
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + b"".join(blobs)
+
+
 def _save_safetensors(path: Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> None:
-    """Save to ``path`` (the caller arranges atomicity); tensors are copied to contiguous CPU memory."""
-    cpu = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
-    save_file(cpu, str(path), metadata=meta)
+    """Save to ``path`` (the caller arranges atomicity) with an ordinary file's mode (0666 less the umask,
+    readable by render nodes running as another user), deterministically (:func:`safetensors_bytes`)."""
+    data = safetensors_bytes(tensors, meta)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
 
 
 def save_module(
@@ -283,6 +339,8 @@ def write_checkpoint(
     name = f"iter_{iteration:08d}"
     final = ck_root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", suffix=".tmp", dir=ck_root))
+    # mkdtemp makes a private (0700) folder and the rename keeps its mode: give it an ordinary folder's mode
+    os.chmod(tmp, _DIR_MODE)
     try:
         hashes: dict[str, str] = {}
         for stem, (mod, sig) in modules.items():
@@ -322,7 +380,8 @@ def latest_checkpoint(model_dir: str | Path) -> Path:
     """The checkpoint folder ``model_dir/latest.json`` points to.
 
     Raises:
-        CheckpointError: no ``latest.json`` or it points to a missing folder.
+        CheckpointError: no ``latest.json``, it points to a missing folder, or to one outside
+            ``model_dir/checkpoints/`` (an absolute path, ``..`` or a symbolic link leading elsewhere).
     """
     root = Path(model_dir)
     f = root / LATEST_FILE
@@ -332,9 +391,15 @@ def latest_checkpoint(model_dir: str | Path) -> Path:
         )
     try:
         rel = json.loads(f.read_text(encoding="utf-8"))["checkpoint"]
-    except (ValueError, KeyError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"unreadable latest.json ({exc})", path=f) from exc
     ck = root / str(rel)
+    inside = root.resolve() / "checkpoints"
+    if not isinstance(rel, str) or Path(rel).is_absolute() or not ck.resolve().is_relative_to(inside):
+        raise CheckpointError(
+            f"latest.json points outside the model folder's checkpoints/ ({rel!r}); refusing to follow it",
+            path=f,
+        )
     if not (ck / STATE_FILE).is_file():
         raise CheckpointError("latest.json points to a missing or incomplete checkpoint", path=ck)
     return ck

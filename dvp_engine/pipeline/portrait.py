@@ -20,6 +20,7 @@ import collections
 import hashlib
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -106,7 +107,10 @@ class Framing:
         if text in ("auto", "head"):
             return cls.around_head(track, size)
         try:
-            x0, y0, side = (int(v) for v in text.split(","))
+            parts = text.split(",")
+            if not all(p.strip().isascii() and p.strip().lstrip("+-").isdigit() for p in parts):
+                raise ValueError(text)
+            x0, y0, side = (int(v) for v in parts)
         except ValueError:
             raise InputError(
                 f"--framing must be auto, centred, head or X,Y,SIDE (plate pixels), got {spec!r}"
@@ -278,12 +282,18 @@ class ModelInfo:
             raise InputError(f"model description is malformed ({exc})", path=path) from exc
 
 
+MAX_FEATHER = 256.0
+"""The widest matte feather (pixels at the output resolution) :func:`matte_from_mask` accepts."""
+
+
 def matte_from_mask(mask: npt.NDArray[np.float32], feather: float) -> npt.NDArray[np.float32]:
     """A soft head matte: the rendered face mask dilated and feathered by ``feather`` pixels (box blurs)."""
     import torch
     import torch.nn.functional as F
 
     m = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[:, None]
+    if not (math.isfinite(feather) and 0 <= feather <= MAX_FEATHER):
+        raise ValueError(f"matte feather must be 0..{MAX_FEATHER:g} pixels, got {feather}")
     r = max(1, int(round(feather)))
     m = F.max_pool2d(m, 2 * r + 1, stride=1, padding=r)  # grow over hair line and jaw
     for _ in range(3):  # three box blurs ~ a Gaussian
@@ -363,14 +373,15 @@ def train_portrait(
     source: str | Path,
     model_dir: Path,
     *,
-    size: int = 256,
+    size: int | None = None,
     iters: int = 31000,
-    batch: int = 16,
-    ngf: int = 64,
-    nw: int = 11,
+    batch: int | None = None,
+    ngf: int | None = None,
+    nw: int | None = None,
     device: str = "auto",
-    seed: int = 0,
+    seed: int | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     preview_every: int = 1000,
     checkpoint_every: int = 1000,
     log_every: int = 50,
@@ -383,23 +394,131 @@ def train_portrait(
 
     The last 10 % of the frames are held out (never trained on); frames where the face was lost are left out.
     ``framing`` picks the square crop of the plate the network sees (:meth:`Framing.choose`; a resumed model keeps
-    its own). Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint
-    exactly.
+    its own). Returns the last logged losses.
+
+    Model folders are never replaced by accident: a folder that holds a model already needs ``resume``
+    (continue from its latest checkpoint, exactly) or ``overwrite`` (start again: its checkpoints, log,
+    previews and ``dvp_model.json`` are removed once every check has passed). On ``resume``, ``size``, ``nw``,
+    ``ngf``, ``batch`` and ``seed`` left at ``None`` are the checkpoint's; a value that differs from the
+    checkpoint's is an error, raised before anything is written. Otherwise ``None`` means the paper's default
+    (256, 11, 64, 16, 0). A lock file (``model_dir/.dvp-lock``, see :mod:`dvp_engine.core.lock`) keeps two
+    trainings out of one folder.
     """
+    from dvp_engine.core.lock import hold_lock
+
+    track = FaceTrack.load(track_path)
+    asked = {"size": size, "nw": nw, "ngf": ngf, "batch": batch, "seed": seed}
+    state = _resume_state(model_dir) if resume else None
+    if not (resume or overwrite) and _holds_model(model_dir):
+        raise DvpError(
+            "the folder holds a trained model already; pass --resume to continue it or --overwrite to "
+            "start again (its checkpoints and log are removed)",
+            path=model_dir,
+        )
+    if state is not None:
+        config = state["config"]
+        diffs = [
+            f"--{k} {v} (the checkpoint was trained with {config.get(k)!r})"
+            for k, v in asked.items()
+            if v is not None and v != config.get(k)
+        ]
+        if diffs:
+            raise DvpError(
+                "cannot resume with other settings: " + "; ".join(diffs) + "; leave them out to continue "
+                "with the checkpoint's, or pass --overwrite (without --resume) to start again",
+                path=model_dir,
+            )
+        asked = {k: config.get(k) for k in asked}
+    defaults = {"size": 256, "nw": 11, "ngf": 64, "batch": 16, "seed": 0}
+    chosen: dict[str, int] = {k: int(v) if (v := asked[k]) is not None else defaults[k] for k in defaults}
+    size, nw, ngf, batch, seed = (chosen[k] for k in ("size", "nw", "ngf", "batch", "seed"))
+    crop = Framing.choose(framing, track, size)
+    if (resume or state is not None) and (model_dir / MODEL_INFO).is_file():
+        old = ModelInfo.load(model_dir)
+        crop = old.framing
+        if crop.size != size:
+            raise DvpError(
+                f"cannot resume at size {size}: the model was trained at {crop.size}", path=model_dir
+            )
+        if state is not None and old.nw != nw:
+            raise DvpError(
+                f"cannot resume with --nw {nw}: the model was trained with {old.nw}", path=model_dir
+            )
+    try:
+        model_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DvpError(f"cannot create the model folder ({exc.strerror})", path=model_dir) from exc
+    with hold_lock(model_dir / ".dvp-lock", f"dvp train into {model_dir}"):
+        if state is None and _holds_model(model_dir):  # --overwrite, or --resume before any checkpoint
+            _clear_model(model_dir)
+        return _train_locked(
+            track, track_path, source, model_dir, crop, size, iters, batch, ngf, nw, device, seed,
+            resume=state is not None or resume, preview_every=preview_every, checkpoint_every=checkpoint_every,
+            log_every=log_every, bar=bar, on_log=on_log, progress=progress,
+        )  # fmt: skip
+
+
+_MODEL_ENTRIES = ("latest.json", MODEL_INFO, "log.jsonl", "checkpoints", "previews")
+"""What a model folder holds besides its cache (removed by ``overwrite``)."""
+
+
+def _holds_model(model_dir: Path) -> bool:
+    return model_dir.is_dir() and any((model_dir / n).exists() for n in _MODEL_ENTRIES)
+
+
+def _clear_model(model_dir: Path) -> None:
+    import shutil
+
+    for name in _MODEL_ENTRIES:
+        p = model_dir / name
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        elif p.exists() or p.is_symlink():
+            p.unlink()
+
+
+def _resume_state(model_dir: Path) -> dict[str, Any] | None:
+    """The latest checkpoint's checked training state, or None when the folder has no checkpoint yet."""
+    from dvp_engine.network import checkpoint as ck
+
+    if not (model_dir / ck.LATEST_FILE).is_file():
+        return None
+    ck_dir = ck.latest_checkpoint(model_dir)
+    state = ck.read_state(ck_dir)
+    ck.verify_files(ck_dir, state)
+    if not isinstance(state.get("config"), dict):
+        raise ck.CheckpointError("training state has no config", path=ck_dir)
+    return state
+
+
+def _train_locked(
+    track: FaceTrack,
+    track_path: Path,
+    source: str | Path,
+    model_dir: Path,
+    crop: Framing,
+    size: int,
+    iters: int,
+    batch: int,
+    ngf: int,
+    nw: int,
+    device: str,
+    seed: int,
+    *,
+    resume: bool,
+    preview_every: int,
+    checkpoint_every: int,
+    log_every: int,
+    bar: bool,
+    on_log: Callable[[int, dict[str, Any]], None] | None,
+    progress: Callable[[str, int, int], None] | None,
+) -> dict[str, float]:
+    """:func:`train_portrait` once the settings are checked and the folder is locked."""
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
     from dvp_engine.network.checkpoint import CheckpointError
     from dvp_engine.network.data import held_out_split
     from dvp_engine.network.infer import resolve_device
 
-    track = FaceTrack.load(track_path)
-    model_dir.mkdir(parents=True, exist_ok=True)
-    crop = Framing.choose(framing, track, size)
-    if resume and (model_dir / MODEL_INFO).is_file():
-        crop = ModelInfo.load(model_dir).framing
-        if crop.size != size:
-            raise DvpError(
-                f"cannot resume at size {size}: the model was trained at {crop.size}", path=model_dir
-            )
     cond_path, frames_path = prepare_data(
         track,
         source,
@@ -519,6 +638,84 @@ def render_portrait(
     progress: Callable[[int], None] | None = None,
     writers: int | None = None,
     frames_per_chunk: int = 256,
+    allow_nan: bool = False,
+    matte: str = "layer",
+    keep_loaded: bool = False,
+) -> RenderResult:
+    """Render frames with a trained model; see :func:`_render_portrait` for the arguments.
+
+    While it runs, a lock file beside the frames (``.dvp-render.<prefix><ext>.<host>.<pid>.<n>.lock`` listing
+    its frames, :func:`dvp_engine.core.lock.hold_frames_lock`) keeps a second render of any of the same frames
+    out (it fails naming the holder's host and pid); renders of other frames of the sequence may run at once.
+    """
+    from dvp_engine.core.frames import FrameSet
+    from dvp_engine.core.lock import hold_frames_lock
+    from dvp_engine.core.sequence import ImageSequence
+
+    try:
+        seq = ImageSequence.parse(str(out_pattern))
+        seq.directory.mkdir(parents=True, exist_ok=True)
+    except (ValueError, OSError):  # a bad pattern or folder: the renderer's own checks name it
+        return _render_portrait(
+            model_dir,
+            track,
+            out_pattern,
+            frames=frames,
+            device=device,
+            batch=batch,
+            overwrite=overwrite,
+            resume=resume,
+            output_size=output_size,
+            feather=feather,
+            track_label=track_label,
+            progress=progress,
+            writers=writers,
+            frames_per_chunk=frames_per_chunk,
+            allow_nan=allow_nan,
+            matte=matte,
+            keep_loaded=keep_loaded,
+        )
+    name = f"dvp-render.{seq.prefix}{seq.suffix.lstrip('.')}"
+    wanted = FrameSet.from_frames(int(f) for f in (frames if frames is not None else track.frames))
+    with hold_frames_lock(seq.directory, name, wanted, f"dvp render {seq.pattern()}"):
+        return _render_portrait(
+            model_dir,
+            track,
+            out_pattern,
+            frames=frames,
+            device=device,
+            batch=batch,
+            overwrite=overwrite,
+            resume=resume,
+            output_size=output_size,
+            feather=feather,
+            track_label=track_label,
+            progress=progress,
+            writers=writers,
+            frames_per_chunk=frames_per_chunk,
+            allow_nan=allow_nan,
+            matte=matte,
+            keep_loaded=keep_loaded,
+        )
+
+
+def _render_portrait(
+    model_dir: Path,
+    track: FaceTrack,
+    out_pattern: str | Path,
+    *,
+    frames: list[int] | None = None,
+    device: str = "auto",
+    batch: int = 16,
+    overwrite: bool = False,
+    resume: bool = False,
+    output_size: str = "plate",
+    feather: float = 4.0,
+    track_label: str = "",
+    progress: Callable[[int], None] | None = None,
+    writers: int | None = None,
+    frames_per_chunk: int = 256,
+    allow_nan: bool = False,
     matte: str = "layer",
     keep_loaded: bool = False,
 ) -> RenderResult:
@@ -539,7 +736,11 @@ def render_portrait(
         output_size: ``plate`` (default: the crop at the plate's resolution, placed in the plate: an EXR data
             window in a display window of the track's image size; other formats are padded to the plate),
             ``crop`` (the crop at the plate's resolution, not placed) or ``network`` (S x S, not placed).
-        resume: skip frames already on disk; ``overwrite``: replace them; neither: refuse if any exist.
+        resume: skip frames already on disk that read back whole with the right size and channels (a
+            truncated, empty or foreign file is rendered again); ``overwrite``: replace them; neither: refuse
+            if any exist.
+        allow_nan: write frames holding NaN or inf pixels (by default such a frame is an error naming it:
+            a broken model or input must not leave plausible-looking files behind).
         writers: threads writing frames (default ``min(8, CPU count)``).
         keep_loaded: keep the loaded generator for the next call with the same model, device and batch
             (``dvp serve``: a preview frame then costs its 11 conditioning renders and one network pass).
@@ -570,15 +771,38 @@ def render_portrait(
             f"({framing.side} px at {framing.x0},{framing.y0}); render tracks of the footage the model knows",
             path=model_dir,
         )
+    if not (math.isfinite(feather) and 0 <= feather <= 64):
+        raise DvpError(f"matte feather must be 0..64 pixels at 256, got {feather}")
+    if Path(str(out_pattern)).suffix.lower() in (".jpg", ".jpeg"):
+        raise DvpError(
+            "JPEG cannot hold the head matte (RGB + matte.A): write .exr (scene-linear), .png or .tif",
+            path=out_pattern,
+        )
     wanted = [int(f) for f in (frames if frames is not None else track.frames)]
     for f in wanted:
         track.index_of(f)  # clear error for frames the track lacks
     fs = FrameSet.from_frames(wanted)
     seq = output_sequence(out_pattern, fs, overwrite=overwrite or resume)
-    skipped = [f for f in wanted if resume and not overwrite and seq.path(f).exists()]
+    out_side = framing.size if output_size == "network" else framing.side
+    placement = (
+        (framing.x0, framing.y0, track.width, track.height)
+        if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
+        else None
+    )
+    shape = (track.height, track.width, 4) if placement is not None else (out_side, out_side, 4)
+    events: list[str] = []
+    skipped = []
+    if resume and not overwrite:
+        for f in wanted:
+            if seq.path(f).exists():
+                problem = _check_frame(seq.path(f), shape)
+                if problem is None:
+                    skipped.append(f)
+                else:
+                    events.append(f"frame {f}: {seq.path(f)} {problem}: rendered again")
     skip = set(skipped)
     todo = [f for f in wanted if f not in skip]
-    result = RenderResult([], skipped, seq.pattern(), [])
+    result = RenderResult([], skipped, seq.pattern(), events)
     if not todo:
         return result
     dev = resolve_device(device).type
@@ -608,12 +832,6 @@ def render_portrait(
             _LOADED.clear()  # one model at a time
             _LOADED[key] = renderer
     digest = checkpoint_hash(model_dir)
-    out_side = framing.size if output_size == "network" else framing.side
-    placement = (
-        (framing.x0, framing.y0, track.width, track.height)
-        if output_size == "plate" and (framing.side, framing.side) != (track.width, track.height)
-        else None
-    )
 
     def volumes(chunk: list[int], cond: npt.NDArray[np.uint8], pos: dict[int, int]) -> torch.Tensor:
         """``(B, 9 nw, S, S)`` on the renderer's device: the nw track frames ending at each frame of the chunk
@@ -653,7 +871,13 @@ def render_portrait(
             "dvp:crop": [framing.x0, framing.y0, framing.side],
         }
         return write_frame(
-            seq.path(f), rgb_f, matte=alpha_f, metadata=meta, placement=placement, matte_as=matte
+            seq.path(f),
+            rgb_f,
+            matte=alpha_f,
+            metadata=meta,
+            placement=placement,
+            matte_as=matte,
+            allow_nan=allow_nan,
         )
 
     per_chunk = max(1, -(-frames_per_chunk // batch)) * batch  # whole batches
@@ -687,5 +911,23 @@ def render_portrait(
         finally:
             for _, other in pending:
                 other.cancel()
-    result.events = list(renderer.events)
+    result.events = events + list(renderer.events)
     return result
+
+
+def _check_frame(path: Path, shape: tuple[int, int, int]) -> str | None:
+    """Why an existing output frame cannot count as done (unreadable, truncated, another size or channel
+    count, non-finite pixels), or ``None`` when it reads back whole as an ``(H, W, C)`` = ``shape`` image."""
+    from dvp_engine.io.images import read_image
+
+    try:
+        px, _ = read_image(path)
+    except DvpError as exc:
+        return f"is unreadable ({exc})"
+    if px.shape != shape:
+        return (
+            f"has shape {px.shape[1]}x{px.shape[0]}x{px.shape[2]}, expected {shape[1]}x{shape[0]}x{shape[2]}"
+        )
+    if not np.isfinite(px).all():
+        return "holds NaN or inf pixels"
+    return None

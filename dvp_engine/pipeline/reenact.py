@@ -35,7 +35,7 @@ from .portrait import (
     resize_images,
     train_portrait,
 )
-from .steps import STATE_NAME, Step, fingerprint, run_steps
+from .steps import HASHES_NAME, STATE_NAME, HashCache, Step, fingerprint, run_steps
 
 log = logging.getLogger("dvp")
 
@@ -109,6 +109,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
     def train_step() -> Step:
         settings = {
             "track": tgt_npz,
+            "video": Path(s.target),  # the frames it learns to reproduce: a regraded plate retrains
             "size": s.size,
             "iters": s.iters,
             "batch": s.batch,
@@ -121,7 +122,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         def run() -> None:
             # An interrupted training run with the same settings resumes exactly; changed settings start afresh.
             marker = model_dir / ".dvp-train"
-            fp = fingerprint(settings)
+            fp = fingerprint(settings, HashCache(out / HASHES_NAME))
             resume = marker.is_file() and marker.read_text().strip() == fp
             model_dir.mkdir(parents=True, exist_ok=True)
             write_text_atomic(marker, fp + "\n")
@@ -136,6 +137,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 device=s.device,
                 seed=s.seed,
                 resume=resume,
+                overwrite=True,  # the job's own model folder: changed settings start it afresh
                 bar=progress is None,
                 preview_every=max(1, s.iters // 4),
                 checkpoint_every=max(1, s.iters // 4),
@@ -173,11 +175,28 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         return Step("transfer", run, [new_npz], inputs)
 
     def frames_wanted(new: FaceTrack) -> list[int]:
+        """The --frames to render; frames the transferred (possibly retimed) track lacks are an error."""
+        from dvp_engine.core.frames import FrameSet
+
         have = set(new.frames.tolist())
-        return [f for f in (s.frames or [int(x) for x in new.frames]) if f in have]
+        wanted = s.frames or [int(x) for x in new.frames]
+        lacking = [f for f in wanted if f not in have]
+        if lacking:
+            raise DvpError(
+                f"{len(lacking)} of the {len(wanted)} --frames are not in the transferred track, which holds "
+                f"frames {FrameSet.from_frames(have)}: {FrameSet.from_frames(lacking)}; ask for frames it holds",
+                path=new_npz,
+            )
+        return wanted
 
     def render_step() -> Step:
-        inputs = {"track": new_npz, "model": model_dir / "latest.json", "frames": s.frames, "matte": s.matte}
+        # the weights latest.json points to, not its text (another --seed or --ngf writes new weights)
+        inputs = {
+            "track": new_npz,
+            "model": lambda: model_weights(model_dir),
+            "frames": s.frames,
+            "matte": s.matte,
+        }
 
         def run() -> None:
             new = FaceTrack.load(new_npz)
@@ -185,7 +204,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
             done = [0]
             # An interrupted render of the same inputs resumes; changed inputs re-render every frame.
             marker = out / "frames" / ".dvp-render"
-            fp = fingerprint(inputs)
+            fp = fingerprint(inputs, HashCache(out / HASHES_NAME))
             resume = marker.is_file() and marker.read_text().strip() == fp
             marker.parent.mkdir(parents=True, exist_ok=True)
             write_text_atomic(marker, fp + "\n")
@@ -249,6 +268,17 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         ran,
         report,
     )
+
+
+def model_weights(model_dir: Path) -> Path:
+    """The generator weights file a model folder's ``latest.json`` points to (``latest.json`` itself while it
+    cannot be resolved, e.g. before training), for fingerprints that follow the weights, not the pointer."""
+    from dvp_engine.network.checkpoint import CheckpointError, resolve_generator_file
+
+    try:
+        return resolve_generator_file(model_dir)
+    except CheckpointError:
+        return model_dir / "latest.json"
 
 
 def transfer_job(

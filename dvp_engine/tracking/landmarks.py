@@ -158,6 +158,11 @@ class _BoxModel:
         return (cx - hw, cy - hh, cx + hw, cy + hh)
 
 
+UPSIDE_DOWN_MARGIN = 0.5
+"""How much higher (dlib SVM score) the face in the frame turned by 180 degrees must score than the upright
+one for the frame to count as upside down (an upright face scores about 0.5-3, its upside-down view below 0)."""
+
+
 def implausible(landmarks: F32 | F64) -> str:
     """Why a 68-point set cannot be a face ("" if it can): the order of the features along and across the
     eye line (brows above eyes above nose tip above mouth above chin; eye corners left to right; the nose tip
@@ -295,10 +300,21 @@ class DlibLandmarkTracker:
         fbox: Box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
         return LandmarkResult(lm.astype(np.float32), conf, status, message, fbox, detected, n_faces, score)
 
+    def _upside_down(self, rgb: npt.NDArray[np.uint8], score: float) -> bool:
+        """True when the frame turned by 180 degrees holds a face scored clearly higher (by
+        :data:`UPSIDE_DOWN_MARGIN`) than the best upright one (``score``; -inf when none): the face is upside
+        down. dlib's frontal detector and predictor otherwise fit an upright face shape to it, which the
+        tracker would take as a valid frame."""
+        flipped = self.detector.detect(np.ascontiguousarray(rgb[::-1, ::-1]))
+        return bool(flipped) and max(f.score for f in flipped) > score + UPSIDE_DOWN_MARGIN
+
     def _detect(self, rgb: npt.NDArray[np.uint8], why: str) -> LandmarkResult:
         dets: list[Detection] = self.detector.detect(rgb)
         had_track = self._ever_detected
         self._prev, self._box_model = None, None
+        if self._upside_down(rgb, dets[0].score if dets else -math.inf):
+            msg = "the face is upside down (the plate turned 180 degrees?); not tracked"
+            return LandmarkResult(None, 0.0, LandmarkStatus.NO_FACE, msg, detected=True)
         if not dets:
             msg = "no face found" + (f" ({why})" if why else "")
             return LandmarkResult(None, 0.0, LandmarkStatus.NO_FACE, msg, detected=True)

@@ -66,10 +66,18 @@ def stream_source(
     """Decode frames one at a time, in order: ``(frame number, uint8 (H, W, 3) image)``.
 
     With ``errors`` given, an unreadable frame of an image sequence yields ``(number, None)`` and its message
-    is stored in ``errors``; otherwise it raises :class:`InputError`.
+    is stored in ``errors``; otherwise it raises :class:`InputError`. All frames of a sequence (``frames``
+    None) are its first to last frame on disk; one missing in between raises :class:`InputError` listing it.
     """
+    from dvp_engine.core.sequence import ImageSequence, is_pattern
     from dvp_engine.io.video import read_frames
 
+    if frames is None and is_pattern(source):
+        # every frame from the first to the last on disk: a frame missing inside is an error naming it, not a
+        # track that silently lacks that frame
+        found = ImageSequence.parse(source).scan()
+        assert found.first is not None and found.last is not None
+        frames = f"{found.first}-{found.last}"
     bad: dict[int, str] = {}
     done: set[int] = set()
 

@@ -10,8 +10,9 @@ landmark source: dlib by default, see :mod:`dvp_engine.tracking.pipeline`) into 
    batches (block-diagonal normal equations, batched Cholesky: many frames at once on the GPU); then gaze per
    eye from the pupils (:func:`~dvp_engine.tracking.solver.solve_gaze`).
 
-Lost frames (the landmark source found no face, or the fit's landmark error exceeds
-``max_landmark_error`` of the inter-ocular distance) get ``valid = 0`` and hold the parameters of the last good
+Lost frames (the landmark source found no face, the fit's landmark error exceeds
+``max_landmark_error`` of the inter-ocular distance, or the fitted head is tilted more than ``max_tilt_deg``
+from upright: an upside-down face) get ``valid = 0`` and hold the parameters of the last good
 frame (frames before the first good one hold the first good frame's); the next frame with a face is
 re-initialised from its landmarks, so tracking recovers. ``confidence`` in [0, 1] combines the detector's
 confidence, the landmark error and the photometric error (see :func:`confidence_from_errors`).
@@ -77,6 +78,8 @@ class TrackerSettings:
         blur_radius: box-blur radius (pixels) applied to the frame before the photometric term (default 0:
             the model colour is compared with the frame at the vertex; blur biases the fit at colour edges).
         max_landmark_error: fraction of the inter-ocular distance above which a fitted frame counts as lost.
+        max_tilt_deg: largest angle (degrees) between the fitted head's up axis and the upright head's (the
+            model's +y); a fit tilted further (an upside-down face: roll or pitch near 180) counts as lost.
         smooth: temporally smooth the curves (off by default; see :func:`smooth_params`).
         smooth_sigma: Gaussian sigma in frames for ``smooth``.
         blas_threads: numpy's OpenBLAS threads while solving on the CPU (the systems are small: one thread is
@@ -95,6 +98,7 @@ class TrackerSettings:
     focal_factor: float = 2.0
     blur_radius: int = 0
     max_landmark_error: float = 0.15
+    max_tilt_deg: float = 100.0
     smooth: bool = False
     smooth_sigma: float = 1.0
     eyeball_follows_face: bool = False
@@ -152,6 +156,15 @@ class TrackResult:
     reflectance: npt.NDArray[np.float64]
     timings: dict[str, float]
     messages: dict[int, str]
+
+
+def head_tilt_deg(rotation: npt.ArrayLike) -> float:
+    """Angle in degrees between the head's up axis and the upright head's, for Euler angles ``(rx, ry, rz)``
+    in radians (``R = Rz @ Ry @ Rx``): 0 upright, 90 lying on its side, 180 upside down. Yaw alone is 0."""
+    from dvp_engine.core.rotation import euler_to_matrix
+
+    r = euler_to_matrix(np.asarray(rotation, np.float64), degrees=False)
+    return float(np.degrees(np.arccos(np.clip(r[1, 1], -1.0, 1.0))))
 
 
 def to_packed(local: npt.NDArray[np.float64], gaze: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -461,7 +474,12 @@ class Tracker:
                 c = confidence_from_errors(le, pe, det)
                 proj = asnumpy(self._project_landmarks(x))
                 for r, k in enumerate(found):
-                    ok = bool(le[r] <= st.max_landmark_error and np.all(np.isfinite(xn[r])))
+                    tilt = head_tilt_deg(xn[r, S.ROT])
+                    ok = bool(
+                        le[r] <= st.max_landmark_error
+                        and np.all(np.isfinite(xn[r]))
+                        and tilt <= st.max_tilt_deg
+                    )
                     lerr[k], perr[k], mlm[k] = le[r], pe[r], proj[r]
                     if ok:
                         # a frame whose pupils were not seen keeps the previous gaze (not invented)
@@ -472,6 +490,11 @@ class Tracker:
                         prev = xp.asarray(xn[r])
                         prev_gaze = g
                         last_ok = k
+                    elif tilt > st.max_tilt_deg:
+                        messages[k] = (
+                            f"fit rejected: the head is tilted {tilt:.0f} degrees from upright (upside down?), "
+                            f"more than {st.max_tilt_deg:g}"
+                        )
                     else:
                         messages[k] = f"fit rejected: landmark error {le[r]:.3f} of the inter-ocular distance"
             if progress is not None:

@@ -20,7 +20,8 @@ from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, apply_curves
 
 _SET = re.compile(
     r"^\s*(?P<name>[A-Za-z_][\w.]*)\s*(?P<op>==|=)\s*(?P<value>[+-]?[0-9.eE+-]+)"
-    r"\s*(?:@\s*(?P<a>-?\d+)(?:\s*-\s*(?P<b>-?\d+))?)?\s*$"
+    r"\s*(?:@\s*(?P<a>-?\d+)(?:\s*-\s*(?P<b>-?\d+))?)?\s*$",
+    re.ASCII,
 )
 
 

@@ -185,3 +185,36 @@ def test_atomic_writes_get_an_ordinary_file_mode(tmp_path: Path) -> None:
     plain.write_text("{}")
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == stat.S_IMODE(plain.stat().st_mode)
     assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o666 & ~umask
+
+
+def test_entries_outside_the_schema_are_never_decompressed(tmp_path: Path) -> None:
+    """A small .npz with a large zero-filled extra entry (the audit's 1.5 MB file that took 1.6 GB)."""
+    import io
+    import tracemalloc
+    import zipfile
+
+    p = np.zeros((2, layout.FRAME_SIZE))
+    p[:, layout.FRAME_LAYOUT["translation"].start + 2] = 0.6
+    t = FaceTrack.from_params([1, 2], p, rate=25, width=8, height=8, intrinsics=(10, 10, 3.5, 3.5))
+    src = t.save(tmp_path / "t.npz")
+    big = tmp_path / "big.npz"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(big, "w", zipfile.ZIP_DEFLATED) as zout:
+        for item in zin.infolist():
+            zout.writestr(item, zin.read(item.filename))
+        buf = io.BytesIO()
+        np.save(buf, np.zeros(200 << 20, np.uint8))  # 200 MB of zeros, ~200 kB compressed
+        zout.writestr("extra.npy", buf.getvalue())
+    assert big.stat().st_size < 2 << 20
+    tracemalloc.start()
+    loaded = FaceTrack.load(big)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 20 << 20 and loaded.n_frames == 2
+    # a schema entry claiming more than the limit is refused before it is read
+    old = track_mod.MAX_ENTRY_BYTES
+    track_mod.MAX_ENTRY_BYTES = 100
+    try:
+        with pytest.raises(InputError, match="uncompressed"):
+            FaceTrack.load(src)
+    finally:
+        track_mod.MAX_ENTRY_BYTES = old
