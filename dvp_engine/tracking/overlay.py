@@ -67,8 +67,11 @@ def gaze_rays(
         verts = np.asarray(model.vertices(track.identity.astype(np.float64), expr[None]), np.float64)[0]
         mean = np.asarray(model.mean_shape, np.float64)
     out = []
+    centres = (
+        (model.eyeball_left_center, model.eyeball_right_center) if track.eyes is None else track.eyes.centres
+    )
     for e, (centre, loop) in enumerate(
-        ((model.eyeball_left_center, model.eye_left_loop), (model.eyeball_right_center, model.eye_right_loop))
+        zip(centres, (model.eye_left_loop, model.eye_right_loop), strict=True)
     ):
         # the eyeball follows its eye opening (identity + expression) only if the tracker did
         follow = verts[loop].mean(axis=0) - mean[loop].mean(axis=0) if follows else 0.0

@@ -410,6 +410,22 @@ def track_video(
         "lost_frames": lost,
         "frame_notes": notes,
     }
+    if res.eyes is not None:
+        metadata["tracker"]["eye_calibration"] = {
+            "method": res.eyes.method,
+            "fallback": res.eyes.fallback,
+            "frames_used": res.eyes.frames_used,
+            "note": res.eyes.note,
+        }
+        if res.eyes.note:
+            log.warning("eye calibration: %s", res.eyes.note)
+        else:
+            log.info(
+                "eye calibration (%s, %d frames): eyeball centres moved %s mm from the model's",
+                res.eyes.method,
+                res.eyes.frames_used,
+                np.round(np.asarray(res.eyes.offsets) * 1000, 1).tolist(),
+            )
     return FaceTrack.from_params(
         np.asarray(numbers, np.int64),
         res.params,
@@ -422,4 +438,5 @@ def track_video(
         confidence=res.confidence.astype(np.float32),
         valid=res.valid.astype(np.float32),
         metadata=metadata,
+        eyes=res.eyes,
     )

@@ -33,8 +33,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import layout
+from dvp_engine.core.gaze import EyeCalibration
 
 from . import solver as S
+from .eye_calibration import calibrate_eyes, calibration_inputs
 from .xp import Array, asnumpy, blas_threads, box_blur, get_xp
 
 ProgressFn = Callable[[int, int], None]
@@ -85,7 +87,13 @@ class TrackerSettings:
             (identity + expression) in the gaze solve. Off by default because the renderer
             (:mod:`dvp_engine.render.conditioning`) places pupils around the model's fixed centres, and gaze must
             mean the same in both; with it off, an identity that moves the eye openings shows up as a constant
-            per-actor gaze offset (which relative transfer cancels).
+            per-actor gaze offset (which relative transfer cancels). Eye calibration is off with it.
+        eye_calibration: how the actor's eyeball centres are estimated from the clip
+            (:func:`~dvp_engine.tracking.eye_calibration.calibrate_eyes`): ``"camera"`` (the actor looks into
+            the lens in most frames), ``"forward"`` (the eyes point along the face on average) or ``"none"``
+            (the face model's centres).
+        eye_calibration_min_frames: fewest frames with a pupil (per eye) to calibrate; fewer falls back to
+            the model's centres, with a note in the track.
     """
 
     solver: S.SolverSettings = field(default_factory=S.SolverSettings)
@@ -98,6 +106,8 @@ class TrackerSettings:
     smooth: bool = False
     smooth_sigma: float = 1.0
     eyeball_follows_face: bool = False
+    eye_calibration: str = "camera"
+    eye_calibration_min_frames: int = 30
     blas_threads: int | None = 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -140,6 +150,7 @@ class TrackResult:
         identity, reflectance: ``(80,)``.
         timings: seconds spent in each stage.
         messages: per-frame notes (why a frame was lost).
+        eyes: the eye calibration the gaze was solved with (:mod:`dvp_engine.tracking.eye_calibration`).
     """
 
     params: npt.NDArray[np.float64]
@@ -152,6 +163,7 @@ class TrackResult:
     reflectance: npt.NDArray[np.float64]
     timings: dict[str, float]
     messages: dict[int, str]
+    eyes: EyeCalibration | None = None
 
 
 def to_packed(local: npt.NDArray[np.float64], gaze: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -403,10 +415,9 @@ class Tracker:
         mlm = np.full((n, 68, 2), np.nan)
         messages: dict[int, str] = {}
         prev: Array | None = None  # last good local parameters
-        prev_gaze = np.zeros(4)
+        follow = np.zeros((n, 2, 3))  # eyeball centres per frame with ``eyeball_follows_face``
         last_ok = -1
         t_track = 0.0
-        t_gaze = 0.0
         i = 0
         while i < n:
             j = min(n, i + max(1, st.batch_size))
@@ -429,30 +440,8 @@ class Tracker:
                     x = self._solve_light(obs, x)
                 x, lin = S.solve_tracking(self.m, obs, x, st.solver, shape=self._shape, albedo=self._albedo)
                 t_track += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                pup = np.zeros((len(found), 2, 2))
-                pw = np.zeros((len(found), 2))
-                for r, k in enumerate(found):
-                    o = observations[k]
-                    if o.pupils is not None and np.all(np.isfinite(o.pupils)):
-                        pup[r] = o.pupils
-                        pw[r] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
-                gaze_start = np.tile(prev_gaze, (len(found), 1))
-                centres = (
-                    self.m.eyeball_centres(self._shape, x[:, S.EXPR]) if st.eyeball_follows_face else None
-                )
-                gaze = asnumpy(
-                    S.solve_gaze(
-                        self.m,
-                        x,
-                        xp.asarray(pup),
-                        xp.asarray(pw),
-                        self.intrinsics,
-                        start=xp.asarray(gaze_start),
-                        centres=centres,
-                    )
-                )
-                t_gaze += time.perf_counter() - t0
+                if st.eyeball_follows_face:
+                    follow[found] = asnumpy(self.m.eyeball_centres(self._shape, x[:, S.EXPR]))
                 xn = asnumpy(x)
                 scale = asnumpy(obs.scale)
                 le = asnumpy(lin.land_err) / scale
@@ -464,19 +453,19 @@ class Tracker:
                     ok = bool(le[r] <= st.max_landmark_error and np.all(np.isfinite(xn[r])))
                     lerr[k], perr[k], mlm[k] = le[r], pe[r], proj[r]
                     if ok:
-                        # a frame whose pupils were not seen keeps the previous gaze (not invented)
-                        g = np.where(np.repeat(pw[r] > 0, 2), gaze[r], prev_gaze)
-                        params[k] = to_packed(xn[r : r + 1], g[None])[0]
+                        params[k] = to_packed(xn[r : r + 1], np.zeros((1, 4)))[0]
                         conf[k] = c[r]
                         valid[k] = True
                         prev = xp.asarray(xn[r])
-                        prev_gaze = g
                         last_ok = k
                     else:
                         messages[k] = f"fit rejected: landmark error {le[r]:.3f} of the inter-ocular distance"
             if progress is not None:
                 progress(j, n)
             i = j
+        t0 = time.perf_counter()
+        eyes = self._gaze(params, valid, observations, follow)
+        t_gaze = time.perf_counter() - t0
         # lost frames hold the last good frame's parameters (frames before the first good one: the first's)
         good = np.flatnonzero(valid)
         if good.size:
@@ -499,7 +488,67 @@ class Tracker:
             reflectance=asnumpy(self.beta),
             timings=dict(self.timings),
             messages=messages,
+            eyes=eyes,
         )
+
+    def _gaze(
+        self,
+        params: npt.NDArray[np.float64],
+        valid: npt.NDArray[np.bool_],
+        observations: Sequence[FrameObservation],
+        follow: npt.NDArray[np.float64],
+    ) -> EyeCalibration:
+        """Calibrate the eyes over the clip, then solve every valid frame's gaze in ``params`` (in place).
+
+        An eye whose pupil was not seen in a frame keeps the gaze of the previous frame where it was (not
+        invented; 0 before the first).
+        """
+        st = self.settings
+        xp = self.xp
+        n = len(observations)
+        pup = np.full((n, 2, 2), np.nan)
+        pw = np.zeros((n, 2))
+        for k, o in enumerate(observations):
+            if valid[k] and o.pupils is not None and np.all(np.isfinite(o.pupils)):
+                pup[k] = o.pupils
+                pw[k] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
+        model_centres = asnumpy(self.m.eye_centres)
+        if st.eyeball_follows_face:
+            eyes = EyeCalibration(
+                model_centres, self.m.eyeball_radius, "model", 0,
+                "not calibrated: the eyeball centres follow the eye openings (eyeball_follows_face)",
+            )  # fmt: skip
+        elif st.eye_calibration == "none":
+            eyes = EyeCalibration(
+                model_centres, self.m.eyeball_radius, "model", 0, "not calibrated (eye_calibration 'none')"
+            )
+        else:
+            rot, trans, rows = calibration_inputs(params, valid)
+            eyes = calibrate_eyes(
+                model_centres, self.m.eyeball_radius, rot, trans, pup[rows], pw[rows], self.intrinsics,
+                method=st.eye_calibration, min_frames=st.eye_calibration_min_frames,
+            )  # fmt: skip
+        rows = np.flatnonzero(valid & (pw.max(axis=1) > 0))
+        gaze = np.zeros((n, 4))
+        seen = np.zeros((n, 2), bool)
+        chunk = 256
+        for i in range(0, len(rows), chunk):
+            r = rows[i : i + chunk]
+            local, _ = from_packed(params[r])
+            centres = follow[r] if st.eyeball_follows_face else np.broadcast_to(eyes.centres, (len(r), 2, 3))
+            g = S.solve_gaze(
+                self.m, xp.asarray(local), xp.asarray(np.nan_to_num(pup[r])), xp.asarray(pw[r]),
+                self.intrinsics, iterations=8, centres=xp.asarray(np.ascontiguousarray(centres)),
+            )  # fmt: skip
+            gaze[r] = asnumpy(g)
+            seen[r] = pw[r] > 0
+        # forward-fill each eye's gaze over frames where its pupil was not seen
+        g0 = layout.FRAME_LAYOUT["gaze"].start
+        for e in range(2):
+            src = np.maximum.accumulate(np.where(seen[:, e], np.arange(n), -1))
+            held = np.where(src[:, None] >= 0, gaze[np.maximum(src, 0), 2 * e : 2 * e + 2], 0.0)
+            params[valid, g0 + 2 * e : g0 + 2 * e + 2] = held[valid]
+        return eyes
 
     def _project_landmarks(self, local: Array) -> Array:
         from .xp import euler_rotation
