@@ -32,6 +32,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", action="store_true", help="temporal smoothing of the curves (off by default)")
     p.add_argument("--identity-keyframes", type=int, default=5, help="keyframes for the identity solve (5)")
     p.add_argument("--focal", type=float, help="focal length in pixels (default: 2 x the larger image side)")
+    p.add_argument(
+        "--eye-calibration",
+        choices=("camera", "forward", "none"),
+        default="camera",
+        help="estimate the actor's eyeball centres assuming the actor mostly looks into the lens (camera, "
+        "default), or that the eyes point along the face on average (forward); none: the model's centres",
+    )
     p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -40,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from dvp_engine.core import layout
     from dvp_engine.core.frames import FrameSet
     from dvp_engine.tracking.pipeline import track_video
+    from dvp_engine.tracking.tracker import TrackerSettings
 
     if args.output.suffix != ".npz":
         raise UsageError("the output must be a .npz file", path=args.output)
@@ -57,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         with open_video(args.source) as v:
             w, h = v.size
         intrinsics = (args.focal, args.focal, (w - 1) / 2, (h - 1) / 2)
+    settings = TrackerSettings(eye_calibration=args.eye_calibration)
+    if device.startswith("cuda"):
+        settings.batch_size = 64
     try:
         track = track_video(
             args.source,
@@ -67,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             identity_keyframes=args.identity_keyframes,
             on_bad_frame="error" if args.strict else "flag",
             intrinsics=intrinsics,
+            settings=settings,
         )
     finally:
         progress.close()
@@ -79,6 +91,11 @@ def run(args: argparse.Namespace) -> int:
         track.n_frames,
         float(track.channels[layout.CONFIDENCE].mean()) if track.n_frames else 0.0,
     )
+    if track.eyes is not None:
+        if track.eyes.fallback:
+            log.warning("eyes not calibrated: %s", track.eyes.note)
+        else:
+            log.info("eyes calibrated (%s, %d frames)", track.eyes.method, track.eyes.frames_used)
     if len(lost):
         log.warning(
             "face lost on %d frames: %s (flagged track.valid = 0)", len(lost), FrameSet.from_frames(lost)

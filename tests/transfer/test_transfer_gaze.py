@@ -56,3 +56,26 @@ def test_a_source_look_at_is_resolved_and_the_target_look_at_released() -> None:
     src.eyes = None
     with pytest.raises(ValueError, match="look-at target but has no eye calibration"):
         transfer(src, tgt, "gaze", source_reference=2, target_reference=1)
+
+
+def test_dvp_edit_look_at_sets_the_target_and_rejects_one_behind_the_head(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dvp_engine.cli.main import main
+
+    cal = EyeCalibration(CENTRES, 0.012, "camera", 100)
+    src = _track(np.zeros((4, 4)), cal).save(tmp_path / "t.npz")
+    out = tmp_path / "o.npz"
+    # plate pixel (31.5 + 12.8, 31.5), 0.5 m deep (fx = 128): 5 cm right of the lens axis; no depth: halfway
+    assert main(["edit", str(src), "--look-at", "44.3,31.5,0.5@2-3", "--look-at", "31.5,31.5@4", "-o", str(out),
+                 "-q"]) == 0  # fmt: skip
+    t = FaceTrack.load(out)
+    np.testing.assert_allclose(t.channels["look.weight"], [0, 1, 1, 1])
+    np.testing.assert_allclose(t.channels["look.x"][1:], [0.05, 0.05, 0.0], atol=1e-6)
+    np.testing.assert_allclose(t.channels["look.z"][1:], [0.5, 0.5, 0.35], atol=1e-6)  # head at 0.7 m
+    # a target 2 m away is behind the head (0.7 m): a clear error naming the file and frame, nothing written
+    bad = tmp_path / "bad.npz"
+    assert main(["edit", str(src), "--look-at", "31.5,31.5,2.0@3", "-o", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "t.npz: frame 3:" in err and "behind the face" in err and not bad.exists()
+    assert main(["edit", str(src), "--look-at", "1,2,x@3", "-o", str(bad)]) == 2
