@@ -13,7 +13,7 @@ Examples::
 A ``--set`` value with a leading + or - is an offset, without a sign an override (``==-5`` overrides with a
 negative value). ``--look-at X,Y[,DEPTH]@FRAMES`` points both eyes at the plate pixel (X, Y) at camera depth
 DEPTH metres (default: halfway between the lens and the face), with vergence, through the ``look.*`` channels
-(``look.weight`` blends it with the gaze curves). Order: curves, then --look-at, then --set, then retiming.
+(``look.weight`` blends it with the gaze curves). Order: curves, then --look-at, then --set, then --smooth-group, then retiming.
 """
 
 from __future__ import annotations
@@ -54,6 +54,15 @@ def configure(p: argparse.ArgumentParser) -> None:
         metavar="X,Y[,DEPTH]@FIRST-LAST",
         help="both eyes look at plate pixel X,Y at camera depth DEPTH metres (default: halfway to the face)",
     )
+    p.add_argument(
+        "--smooth-group",
+        dest="smooth_groups",
+        action="append",
+        default=[],
+        metavar="GROUP=STRENGTH",
+        help="smooth a channel group (pose, expression, gaze, blinks, light or all) with a Gaussian of STRENGTH "
+        "frames; blinks use an edge-keeping filter so blinks stay sharp",
+    )
     p.add_argument("--speed", type=float, help="constant playback speed (0.5 = half speed)")
     p.add_argument(
         "--hold", action="append", default=[], metavar="FRAME:COUNT", help="freeze FRAME for COUNT frames"
@@ -75,6 +84,13 @@ def run(args: argparse.Namespace) -> int:
         track = apply_sets(track, args.sets)
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0])) from None
+    if args.smooth_groups:
+        from dvp_engine.transfer.smoothing import parse_smooth_groups, smooth_track
+
+        try:
+            track = smooth_track(track, parse_smooth_groups(args.smooth_groups))
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
     for h in args.hold:
         frame, _, count = h.partition(":")
         try:

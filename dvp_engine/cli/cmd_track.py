@@ -30,6 +30,15 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_frames(p)
     add_device(p)
     p.add_argument("--smooth", action="store_true", help="temporal smoothing of the curves (off by default)")
+    p.add_argument(
+        "--smooth-group",
+        dest="smooth_groups",
+        action="append",
+        default=[],
+        metavar="GROUP=STRENGTH",
+        help="smooth a channel group (pose, expression, gaze, blinks, light or all) with a Gaussian of STRENGTH "
+        "frames; blinks use an edge-keeping filter so blinks stay sharp",
+    )
     p.add_argument("--identity-keyframes", type=int, default=5, help="keyframes for the identity solve (5)")
     p.add_argument("--focal", type=float, help="focal length in pixels (default: 2 x the larger image side)")
     p.add_argument(
@@ -65,6 +74,12 @@ def run(args: argparse.Namespace) -> int:
         with open_video(args.source) as v:
             w, h = v.size
         intrinsics = (args.focal, args.focal, (w - 1) / 2, (h - 1) / 2)
+    from dvp_engine.transfer.smoothing import parse_smooth_groups
+
+    try:
+        smoothing = parse_smooth_groups(args.smooth_groups)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     settings = TrackerSettings(eye_calibration=args.eye_calibration)
     if device.startswith("cuda"):
         settings.batch_size = 64
@@ -79,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
             on_bad_frame="error" if args.strict else "flag",
             intrinsics=intrinsics,
             settings=settings,
+            smoothing=smoothing,
         )
     finally:
         progress.close()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,7 @@ def track_video(
     frame_numbers: Sequence[int] | None = None,
     rate: Fraction | int | None = None,
     result: list[TrackResult] | None = None,
+    smoothing: Mapping[str, float] | None = None,
 ) -> FaceTrack:
     """Track a face through a video or image sequence.
 
@@ -278,6 +279,8 @@ def track_video(
         landmark_source: a :data:`LandmarkSource`; default :func:`default_landmark_source`.
         images, frame_numbers, rate: frames already in memory (tests, hosts) instead of decoding ``source``.
         result: if a list is given, the raw :class:`TrackResult` is appended to it (diagnostics).
+        smoothing: strength (sigma in frames) per channel group ``pose expression gaze blinks light``
+            (:func:`dvp_engine.transfer.smoothing.smooth_track`: blinks keep their edges), applied last.
 
     Returns:
         The :class:`~dvp_engine.core.FaceTrack` (per-frame channels incl. ``track.confidence`` and
@@ -426,7 +429,7 @@ def track_video(
                 res.eyes.frames_used,
                 np.round(np.asarray(res.eyes.offsets) * 1000, 1).tolist(),
             )
-    return FaceTrack.from_params(
+    track = FaceTrack.from_params(
         np.asarray(numbers, np.int64),
         res.params,
         rate=fps,
@@ -440,3 +443,8 @@ def track_video(
         metadata=metadata,
         eyes=res.eyes,
     )
+    if smoothing:
+        from dvp_engine.transfer.smoothing import smooth_track
+
+        track = smooth_track(track, smoothing)
+    return track

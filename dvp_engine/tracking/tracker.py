@@ -11,8 +11,9 @@ landmark source: dlib by default, see :mod:`dvp_engine.tracking.pipeline`) into 
    eye from the pupils (:func:`~dvp_engine.tracking.solver.solve_gaze`).
 
 Lost frames (the landmark source found no face, or the fit's landmark error exceeds
-``max_landmark_error`` of the inter-ocular distance) get ``valid = 0`` and hold the parameters of the last good
-frame (frames before the first good one hold the first good frame's); the next frame with a face is
+``max_landmark_error`` of the inter-ocular distance) get ``valid = 0``, confidence 0 and parameters
+interpolated between the neighbouring good frames (held before the first and after the last good frame;
+:func:`interpolate_lost`); the next frame with a face is
 re-initialised from its landmarks, so tracking recovers. ``confidence`` in [0, 1] combines the detector's
 confidence, the landmark error and the photometric error (see :func:`confidence_from_errors`).
 
@@ -190,6 +191,22 @@ def from_packed(packed: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64
     local[:, S.SH] = p[:, L["sh"]]
     local[:, S.BLINK] = p[:, L["blink"]]
     return local, p[:, L["gaze"]].copy()
+
+
+def interpolate_lost(
+    params: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Lost frames' parameters ``(F, P)`` interpolated linearly (per column, over frame index) between the
+    nearest valid frames on each side; before the first / after the last valid frame they hold its values.
+    Unchanged when no frame is valid."""
+    good = np.flatnonzero(valid)
+    if good.size == 0 or good.size == len(valid):
+        return params.copy()
+    idx = np.arange(len(valid), dtype=np.float64)
+    out = params.copy()
+    for c in range(params.shape[1]):
+        out[:, c] = np.interp(idx, good.astype(np.float64), params[good, c])
+    return out
 
 
 def smooth_params(
@@ -466,13 +483,10 @@ class Tracker:
         t0 = time.perf_counter()
         eyes = self._gaze(params, valid, observations, follow)
         t_gaze = time.perf_counter() - t0
-        # lost frames hold the last good frame's parameters (frames before the first good one: the first's)
-        good = np.flatnonzero(valid)
-        if good.size:
-            src = np.maximum.accumulate(np.where(valid, np.arange(n), -1))
-            src = np.where(src < 0, good[0], src)
-            params = params[src]
-            conf = np.where(valid, conf, 0.0)
+        # lost frames: interpolated between the neighbouring good frames (held before the first / after the
+        # last good one); flagged valid 0, confidence 0
+        params = interpolate_lost(params, valid)
+        conf = np.where(valid, conf, 0.0)
         if st.smooth:
             params = smooth_params(params, valid, st.smooth_sigma)
         self.timings["tracking"] += t_track

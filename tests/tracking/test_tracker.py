@@ -20,6 +20,7 @@ from dvp_engine.tracking.tracker import (
     TrackerSettings,
     default_intrinsics,
     from_packed,
+    interpolate_lost,
     smooth_params,
     to_packed,
 )
@@ -68,7 +69,7 @@ class _Replay:
         return o
 
 
-def test_lost_frames_are_flagged_held_and_tracking_recovers(model):
+def test_lost_frames_are_flagged_interpolated_and_tracking_recovers(model):
     packed, images, obs, intr = _scene(model, 7)
     images[2] = np.zeros_like(images[2])  # black frame: the source finds no face
     obs[2] = FrameObservation(None, 0.0, message="no face found (the frame is black)")
@@ -77,8 +78,10 @@ def test_lost_frames_are_flagged_held_and_tracking_recovers(model):
     tr = Tracker(model, 160, 160, TrackerSettings(identity_keyframes=0), intr)
     res = tr.track(images, obs)
     assert res.valid.tolist() == [True, True, False, True, False, True, True]
-    np.testing.assert_array_equal(res.params[2], res.params[1])  # held, not invented
-    np.testing.assert_array_equal(res.params[4], res.params[3])
+    # interpolated from the neighbouring good frames (not held, not zeroed)
+    np.testing.assert_allclose(res.params[2], (res.params[1] + res.params[3]) / 2, atol=1e-12)
+    np.testing.assert_allclose(res.params[4], (res.params[3] + res.params[5]) / 2, atol=1e-12)
+    assert not np.allclose(res.params[2], res.params[1])
     assert res.confidence[2] == 0.0 and res.confidence[4] == 0.0
     assert "black" in res.messages[2] and "landmark error" in res.messages[4]
     got, _ = from_packed(res.params)
@@ -248,3 +251,13 @@ def test_device_code_runs_on_a_strict_stand_in_for_cupy(model, monkeypatch: pyte
     np.testing.assert_allclose(out["cuda"].params, out["cpu"].params, atol=1e-9)
     np.testing.assert_array_equal(out["cuda"].valid, out["cpu"].valid)
     assert not out["cuda"].valid[3] and out["cuda"].valid[[0, 1, 2, 4]].all()
+
+
+def test_interpolate_lost_frames_between_neighbours_and_hold_at_the_ends():
+    p = np.arange(8, dtype=np.float64)[:, None] * np.array([[1.0, -2.0]])
+    valid = np.array([False, True, True, False, False, True, True, False])
+    out = interpolate_lost(p * np.where(valid, 1.0, 0.0)[:, None], valid)
+    np.testing.assert_allclose(out[3:5], p[3:5])  # linear between frames 2 and 5
+    np.testing.assert_allclose(out[0], p[1])  # before the first good frame: held
+    np.testing.assert_allclose(out[7], p[6])  # after the last: held
+    np.testing.assert_allclose(out[valid], p[valid])
