@@ -16,8 +16,10 @@ observations. An assumption about where the actor looks is needed, and it is wha
   of footage where people turn their heads toward what they look at): the same robust fit with the pupil at
   ``c + r (0, 0, -1)``.
 
-The estimate is then checked for plausibility (adult eyeball positions vary by a few millimetres around the
-model's: an offset over ``max_offset`` is rejected as a failed assumption). When too few frames have pupils,
+The estimate starts from the model's centres moved with the fitted face's eye openings (the eyeball sits
+behind its opening; the tracker passes these as ``start``) and a weak prior pulls it there. It is then checked
+for plausibility (adult eyeball positions vary by a few millimetres: an offset over ``max_offset`` from the
+start is rejected as a failed assumption). When too few frames have pupils,
 or the check fails, the calibration falls back to the face model's centres and says why
 (:attr:`~dvp_engine.core.gaze.EyeCalibration.note`).
 """
@@ -102,6 +104,7 @@ def calibrate_eyes(
     inlier_deg: float = 6.0,
     prior: float = 0.004,
     max_offset: float = 0.006,
+    start: npt.ArrayLike | None = None,
 ) -> EyeCalibration:
     """Estimate the actor's eyeball centres from tracked head poses and detected pupils (module docstring).
 
@@ -117,7 +120,9 @@ def calibrate_eyes(
         min_frames: fewest frames with a pupil per eye for an estimate.
         min_inliers: fewest share of those frames within ``inlier_deg`` of the assumption.
         prior: standard deviation (metres) of the Gaussian prior pulling the offset toward the model's centres.
-        max_offset: largest plausible offset (metres) from the model's centres.
+        max_offset: largest plausible offset (metres) from ``start``.
+        start: ``(2, 3)`` centres the estimate starts from and its prior pulls toward (the tracker passes the
+            model's centres moved with the fitted face's eye openings); default ``model_centres``.
 
     Returns:
         :class:`~dvp_engine.core.gaze.EyeCalibration`: method ``camera``/``forward`` with the estimated centres,
@@ -130,6 +135,7 @@ def calibrate_eyes(
     trans = np.asarray(translations, np.float64).reshape(-1, 3)
     pup = np.asarray(pupils, np.float64).reshape(-1, 2, 2)
     wts = np.clip(np.nan_to_num(np.asarray(weights, np.float64).reshape(-1, 2)), 0.0, 1.0)
+    c_start = c_model if start is None else np.asarray(start, np.float64).reshape(2, 3)
 
     def fallback(note: str, used: int = 0) -> EyeCalibration:
         return EyeCalibration(c_model, float(radius), "model", used, note, np.zeros((2, 3)))
@@ -147,7 +153,7 @@ def calibrate_eyes(
                 count,
             )
         delta, err = _fit_eye(
-            c_model[e], float(radius), rot[ok], trans[ok], pup[ok, e], wts[ok, e], intrinsics, method, prior
+            c_start[e], float(radius), rot[ok], trans[ok], pup[ok, e], wts[ok, e], intrinsics, method, prior
         )
         share = float(np.mean(err <= inlier_deg))
         if share < min_inliers:
@@ -160,12 +166,12 @@ def calibrate_eyes(
             )
         if float(np.linalg.norm(delta)) > max_offset:
             return fallback(
-                f"the {names[e]} eyeball centre came out {np.linalg.norm(delta) * 1000:.1f} mm from the model's "
-                f"(over {max_offset * 1000:.0f} mm is not plausible for an adult): the face model's eyeball "
-                "centres are used",
+                f"the {names[e]} eyeball centre came out {np.linalg.norm(delta) * 1000:.1f} mm from behind its "
+                f"eye opening (over {max_offset * 1000:.0f} mm is not plausible for an adult): the face model's "
+                "eyeball centres are used",
                 count,
             )
-        offsets[e] = delta
+        offsets[e] = c_start[e] + delta - c_model[e]
         used.append(int(np.sum(err <= inlier_deg)))
     return EyeCalibration(c_model + offsets, float(radius), method, min(used), "", offsets)
 

@@ -537,10 +537,13 @@ class Tracker:
                 model_centres, self.m.eyeball_radius, "model", 0, "not calibrated (eye_calibration 'none')"
             )
         else:
+            # the estimate starts from (and its prior pulls toward) the model's centres moved with the fitted
+            # face's eye openings (identity only): the eyeball sits behind its opening
+            face_centres = asnumpy(self.m.eyeball_centres(self._shape, xp.zeros((1, layout.N_EXPRESSION))))[0]
             rot, trans, rows = calibration_inputs(params, valid)
             eyes = calibrate_eyes(
                 model_centres, self.m.eyeball_radius, rot, trans, pup[rows], pw[rows], self.intrinsics,
-                method=st.eye_calibration, min_frames=st.eye_calibration_min_frames,
+                method=st.eye_calibration, min_frames=st.eye_calibration_min_frames, start=face_centres,
             )  # fmt: skip
         rows = np.flatnonzero(valid & (pw.max(axis=1) > 0))
         gaze = np.zeros((n, 4))
