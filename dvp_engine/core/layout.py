@@ -61,7 +61,8 @@ FRAME_CHANNELS: Final[tuple[str, ...]] = HEAD_ROTATION + HEAD_TRANSLATION + EXPR
 CONFIDENCE: Final = "track.confidence"
 """Per-frame tracking confidence in [0, 1] (not part of the packed vector)."""
 VALID: Final = "track.valid"
-"""Per-frame flag: 1 where a face was tracked, 0 where it was lost (parameters there are held, not invented)."""
+"""Per-frame flag: 1 where a face was tracked, 0 where it was lost (parameters there are interpolated from the
+neighbouring tracked frames, confidence 0)."""
 AUX_CHANNELS: Final[tuple[str, ...]] = (CONFIDENCE, VALID)
 
 LOOK_AT: Final = ("look.x", "look.y", "look.z", "look.weight")
