@@ -5,6 +5,7 @@ Examples::
     dvp track dvp_engine/data/sample/wda_kh.mp4 -o wda.npz
     dvp track plate/shot.####.exr -o shot.npz --frames 1001-1100 --device cuda
     dvp track clip.mov -o clip.npz --smooth --focal 1400
+    dvp track clip.mov --frames 120-160 --update clip.npz -o clip.npz --overwrite   # re-track a stretch
 
 Frames where no face is found (or the fit fails) are flagged with ``track.valid = 0`` and hold the last good
 parameters; the command reports them and exits 0 unless ``--strict`` (then the first bad frame is an error).
@@ -48,6 +49,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="estimate the actor's eyeball centres assuming the actor mostly looks into the lens (camera, "
         "default), or that the eyes point along the face on average (forward); none: the model's centres",
     )
+    p.add_argument(
+        "--update",
+        type=Path,
+        metavar="TRACK.npz",
+        help="re-track --frames into this existing track (its identity, camera and eyes kept; the stretch starts "
+        "from the track's values before it) and write the merged track to -o (may be the same file with "
+        "--overwrite)",
+    )
     p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
 
@@ -63,6 +72,13 @@ def run(args: argparse.Namespace) -> int:
     if args.output.exists() and not args.overwrite:
         raise UsageError("output exists; pass --overwrite to replace it", path=args.output)
     frames = parse_frames(args.frames)
+    update = None
+    if args.update is not None:
+        from dvp_engine.core import FaceTrack
+
+        if frames is None:
+            raise UsageError("--update needs --frames: the stretch to re-track")
+        update = FaceTrack.load(args.update)
     device = resolve_device(args.device)
     mode = progress_mode(args)
     progress = StageProgress(mode)
@@ -95,6 +111,7 @@ def run(args: argparse.Namespace) -> int:
             intrinsics=intrinsics,
             settings=settings,
             smoothing=smoothing,
+            update=update,
         )
     finally:
         progress.close()

@@ -397,10 +397,12 @@ class Tracker:
         observations: Sequence[FrameObservation],
         *,
         progress: ProgressFn | None = None,
+        start: npt.NDArray[np.float64] | None = None,
+        eyes: EyeCalibration | None = None,
     ) -> TrackResult:
         """Tracking mode (see :meth:`_track`), with numpy's BLAS limited to ``settings.blas_threads``."""
         with blas_threads(self.settings.blas_threads if self.xp is np else None):
-            return self._track(frames, observations, progress=progress)
+            return self._track(frames, observations, progress=progress, start=start, eyes=eyes)
 
     def _track(
         self,
@@ -408,6 +410,8 @@ class Tracker:
         observations: Sequence[FrameObservation],
         *,
         progress: ProgressFn | None = None,
+        start: npt.NDArray[np.float64] | None = None,
+        eyes: EyeCalibration | None = None,
     ) -> TrackResult:
         """Tracking mode over a sequence.
 
@@ -416,6 +420,9 @@ class Tracker:
                 (called once per frame, in order, so a decoder can stream).
             observations: one :class:`FrameObservation` per frame.
             progress: called with ``(frames_done, total)``.
+            start: ``(FRAME_SIZE,)`` packed parameters the first frame starts from (a warm start, e.g. an
+                artist's keyed values when re-tracking a stretch); None: a cold start from the landmarks.
+            eyes: a fixed eye calibration to solve the gaze with (no calibration from these frames).
 
         Returns:
             :class:`TrackResult` with packed parameters, confidence and validity.
@@ -431,7 +438,8 @@ class Tracker:
         perr = np.full(n, np.nan)
         mlm = np.full((n, 68, 2), np.nan)
         messages: dict[int, str] = {}
-        prev: Array | None = None  # last good local parameters
+        # last good local parameters (a given start counts as the frame before the first)
+        prev: Array | None = None if start is None else xp.asarray(from_packed(np.asarray(start)[None])[0][0])
         follow = np.zeros((n, 2, 3))  # eyeball centres per frame with ``eyeball_follows_face``
         last_ok = -1
         t_track = 0.0
@@ -481,7 +489,7 @@ class Tracker:
                 progress(j, n)
             i = j
         t0 = time.perf_counter()
-        eyes = self._gaze(params, valid, observations, follow)
+        eyes = self._gaze(params, valid, observations, follow, eyes)
         t_gaze = time.perf_counter() - t0
         # lost frames: interpolated between the neighbouring good frames (held before the first / after the
         # last good one); flagged valid 0, confidence 0
@@ -511,6 +519,7 @@ class Tracker:
         valid: npt.NDArray[np.bool_],
         observations: Sequence[FrameObservation],
         follow: npt.NDArray[np.float64],
+        fixed: EyeCalibration | None = None,
     ) -> EyeCalibration:
         """Calibrate the eyes over the clip, then solve every valid frame's gaze in ``params`` (in place).
 
@@ -527,7 +536,9 @@ class Tracker:
                 pup[k] = o.pupils
                 pw[k] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
         model_centres = asnumpy(self.m.eye_centres)
-        if st.eyeball_follows_face:
+        if fixed is not None:
+            eyes = fixed
+        elif st.eyeball_follows_face:
             eyes = EyeCalibration(
                 model_centres, self.m.eyeball_radius, "model", 0,
                 "not calibrated: the eyeball centres follow the eye openings (eyeball_follows_face)",

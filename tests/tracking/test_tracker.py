@@ -261,3 +261,28 @@ def test_interpolate_lost_frames_between_neighbours_and_hold_at_the_ends():
     np.testing.assert_allclose(out[0], p[1])  # before the first good frame: held
     np.testing.assert_allclose(out[7], p[6])  # after the last: held
     np.testing.assert_allclose(out[valid], p[valid])
+
+
+def test_update_re_tracks_a_stretch_into_an_existing_track(model):
+    packed, images, obs, intr = _scene(model, 8)
+    numbers = list(range(1001, 1009))
+    full = track_video("synthetic", images=images, frame_numbers=numbers, landmark_source=_Replay(obs),
+                       identity_keyframes=2, intrinsics=intr, model=model)  # fmt: skip
+    bad = full.replace()
+    bad.channels["head.ry"][3:6] += 20.0  # an artist's bad stretch, 1004-1006
+    bad.metadata["lost_frames"] = {"1005": "no face found"}
+    out = track_video("synthetic", images=images[3:6], frame_numbers=numbers[3:6], landmark_source=_Replay(obs[3:6]),
+                      model=model, update=bad)  # fmt: skip
+    assert out.frames.tolist() == numbers
+    np.testing.assert_array_equal(out.identity, bad.identity)  # kept, no identity mode
+    for n in bad.channels:  # frames outside the stretch are untouched
+        np.testing.assert_array_equal(out.channels[n][[0, 1, 2, 6, 7]], bad.channels[n][[0, 1, 2, 6, 7]])
+    # the stretch is re-solved: back within a degree of the first track (and of the truth)
+    assert np.abs(out.channels["head.ry"][3:6] - full.channels["head.ry"][3:6]).max() < 1.0
+    truth = np.rad2deg(packed[3:6, 1])
+    assert np.abs(out.channels["head.ry"][3:6] - truth).max() < 1.5
+    assert out.metadata["updates"] == ["1004-1006"] and out.metadata["lost_frames"] == {}
+    with pytest.raises(InputError, match="is 160x160, the footage 80x80"):
+        small = [img[::2, ::2] for img in images[3:6]]
+        track_video("synthetic", images=small, frame_numbers=numbers[3:6], landmark_source=_Replay(obs[3:6]),
+                    model=model, update=bad)  # fmt: skip
