@@ -11,7 +11,8 @@ Measures (per clip):
 * **eyelid aperture**: the mean distance of three upper/lower lid point pairs over the eye width; a blink is a
   run of frames where the aperture is below half of the eye's open value (its median over the clip); a blink
   is *seen* when the track's blink channel reaches 0.5 within one frame of the run; the closure
-  ``1 - aperture / open`` is correlated (Pearson) with the blink channel.
+  ``1 - aperture / open`` is correlated (Pearson) with the blink channel, also with the closure clipped at 0
+  (the channel's own range: eyes opened wider than usual are not a blink).
 
 Eye order as everywhere in dvp: index 0 = the actor's left eye (image right), 1 = the actor's right eye.
 """
@@ -115,10 +116,18 @@ def blink_agreement(blink: np.ndarray, aperture: np.ndarray) -> dict[str, Any]:
             if ok.sum() > 2 and np.std(blink[ok, k]) > 0
             else None
         )
+        # the channel cannot go below 0 (open): against the closure clipped at 0 too, wide-open eyes do not count
+        clipped = np.clip(closure, 0.0, None)
+        rc = (
+            float(np.corrcoef(blink[ok, k], clipped[ok])[0, 1])
+            if ok.sum() > 2 and np.std(blink[ok, k]) > 0 and np.std(clipped[ok]) > 0
+            else None
+        )
         events = blink_events(a)
         seen = [bool(np.max(blink[max(0, s - 1) : e + 2, k]) >= 0.5) for s, e in events]
         out[name] = {
             "pearson_r": None if r is None else round(r, 3),
+            "pearson_r_closure_clipped_at_open": None if rc is None else round(rc, 3),
             "blinks_mediapipe": len(events),
             "blinks_seen": int(sum(seen)),
             "blink_p95": round(float(np.percentile(blink[:, k], 95)), 3),

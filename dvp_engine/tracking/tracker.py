@@ -109,6 +109,7 @@ class TrackerSettings:
     eyeball_follows_face: bool = False
     eye_calibration: str = "camera"
     eye_calibration_min_frames: int = 30
+    blink_obs_min_frames: int = 30
     blas_threads: int | None = 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -278,7 +279,10 @@ class Tracker:
 
     # ------------------------------------------------------------------ data preparation
     def _observations(
-        self, frames: Sequence[npt.NDArray[Any]] | None, obs: Sequence[FrameObservation]
+        self,
+        frames: Sequence[npt.NDArray[Any]] | None,
+        obs: Sequence[FrameObservation],
+        blink: npt.NDArray[np.float64] | None = None,
     ) -> S.Observations:
         xp = self.xp
         b = len(obs)
@@ -306,9 +310,29 @@ class Tracker:
                 images = box_blur(xp, images.astype(xp.float32) * image_scale, self.settings.blur_radius)
                 image_scale = 1.0
             self.timings["prepare"] += time.perf_counter() - t0
+        bt = bw = None
+        if blink is not None:
+            ok = np.isfinite(blink)
+            bt, bw = xp.asarray(np.where(ok, blink, 0.0)), xp.asarray(ok.astype(np.float64))
         return S.Observations(
-            images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale
+            images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale, bt, bw
         )
+
+    def _blink_measures(self, observations: Sequence[FrameObservation]) -> npt.NDArray[np.float64] | None:
+        """``(F, 2)`` eyelid closure per frame from the landmarks' eye aspect ratio, relative to this clip's
+        open-eye level (:func:`~dvp_engine.tracking.eyes.blink_measure`; NaN where no face), or None when the
+        term is off or the clip is too short to know the actor's open eyes."""
+        from .eyes import blink_measure, eye_aspect_ratio
+
+        if self.settings.solver.w_blink_obs <= 0:
+            return None
+        ear = np.full((len(observations), 2), np.nan)
+        for k, o in enumerate(observations):
+            if o.found and o.landmarks is not None:
+                ear[k] = eye_aspect_ratio(np.asarray(o.landmarks, np.float64))
+        if int(np.isfinite(ear[:, 0]).sum()) < self.settings.blink_obs_min_frames:
+            return None
+        return np.asarray(blink_measure(ear), np.float64)
 
     def _start(self, obs: S.Observations, prev: Array | None) -> Array:
         """Start values for a batch: the previous good frame's, or a frontal pose from the landmarks."""
@@ -441,6 +465,7 @@ class Tracker:
         # last good local parameters (a given start counts as the frame before the first)
         prev: Array | None = None if start is None else xp.asarray(from_packed(np.asarray(start)[None])[0][0])
         follow = np.zeros((n, 2, 3))  # eyeball centres per frame with ``eyeball_follows_face``
+        blinks = self._blink_measures(observations)
         last_ok = -1
         t_track = 0.0
         i = 0
@@ -455,7 +480,10 @@ class Tracker:
             if found:
                 t0 = time.perf_counter()
                 sel = [k - i for k in found]
-                obs = self._observations([imgs[s] for s in sel], [observations[k] for k in found])
+                obs = self._observations(
+                    [imgs[s] for s in sel], [observations[k] for k in found],
+                    None if blinks is None else blinks[found],
+                )  # fmt: skip
                 cold = prev is None or last_ok != i - 1
                 x = self._start(obs, None if cold else prev)
                 # large (GPU) batches start every frame from the previous batch's last frame, up to seconds

@@ -286,3 +286,20 @@ def test_update_re_tracks_a_stretch_into_an_existing_track(model):
         small = [img[::2, ::2] for img in images[3:6]]
         track_video("synthetic", images=small, frame_numbers=numbers[3:6], landmark_source=_Replay(obs[3:6]),
                     model=model, update=bad)  # fmt: skip
+
+
+def test_a_real_blink_closes_the_blink_channel():
+    """lp_d6 frames 391-395 (movie numbering) are shut, 385-390 open (checked by eye, tests/tracking/test_eyes.py)."""
+    clip = SHARED_DATA / "lp_d6.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    pytest.importorskip("dlib")
+    out = {}
+    for w in (0.0, S.SolverSettings().w_blink_obs):
+        st = TrackerSettings(solver=S.SolverSettings(w_blink_obs=w))
+        track = track_video(clip, frames="361-400", identity_keyframes=2, settings=st)
+        blink = np.stack([track.channel("blink.left"), track.channel("blink.right")], 1)
+        out[w] = (blink[[32, 33]].min(), blink[24:30].max())  # frames 393-394 and 385-390
+    shut, opened = out[S.SolverSettings().w_blink_obs]
+    assert shut > 0.6 and opened < 0.35, out
+    assert shut > out[0.0][0] + 0.1, out  # the landmarks' eye aspect ratio is what closes it
