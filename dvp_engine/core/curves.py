@@ -254,12 +254,17 @@ def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     For each curve, on the track frames inside its active range, ``override`` sets the channel to the
     sampled value and ``offset`` adds it. A named control ``face.X`` moves the expression coefficients
     along its direction ``d``: ``expr += (target - current) * d`` (override) or ``expr += value * d``
-    (offset), with ``current`` from :func:`control_values`. Unknown channels raise ``KeyError`` listing
-    the valid names.
+    (offset), with ``current`` from :func:`control_values`. Keying a look-at channel (``look.*``) on a track
+    without them creates all four (0, weight 0) first. Unknown channels raise ``KeyError`` listing the valid
+    names.
     """
-    valid = tuple(track.channels) + tuple(control_directions(track))
+    valid = tuple(track.channels) + tuple(control_directions(track)) + layout.LOOK_AT
     curves.validate_names(valid)
     out = track.replace()
+    for name in layout.LOOK_AT:  # the look-at channels are optional: keying one creates them (weight 0)
+        if name in curves.curves and name not in out.channels:
+            for n in layout.LOOK_AT:
+                out.channels.setdefault(n, np.zeros(out.n_frames, np.float32))
     frames = out.frames.astype(np.float64)
     for name, curve in curves.curves.items():
         lo, hi = curve.active_range

@@ -132,3 +132,17 @@ def test_eye_calibration_round_trips_and_old_tracks_upgrade(tmp_path: Path) -> N
     with pytest.raises(SchemaError, match="method"):
         EyeCalibration(CENTRES, 0.012, "guess")
     assert Fraction(loaded.rate) == 25
+
+
+def test_curves_can_key_the_look_at_channels_on_a_track_without_them() -> None:
+    from dvp_engine.core import Curve, CurveSet, Key, apply_curves
+
+    tr = _track()
+    assert "look.weight" not in tr.channels
+    out = apply_curves(
+        tr, CurveSet({"look.weight": Curve([Key(1002.0, 1.0, "constant")], "override", (1002, 1003))})
+    )
+    np.testing.assert_array_equal(out.channels["look.weight"], [0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(out.channels["look.z"], [0.0, 0.0, 0.0])
+    with pytest.raises(KeyError, match="look.w"):
+        apply_curves(tr, CurveSet({"look.w": Curve([Key(1002.0, 1.0, "constant")])}))
