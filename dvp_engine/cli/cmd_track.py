@@ -5,6 +5,7 @@ Examples::
     dvp track dvp_engine/data/sample/wda_kh.mp4 -o wda.npz
     dvp track plate/shot.####.exr -o shot.npz --frames 1001-1100 --device cuda
     dvp track clip.mov -o clip.npz --smooth --focal 1400
+    dvp track clip.mov --frames 120-160 --update clip.npz -o clip.npz --overwrite   # re-track a stretch
 
 Chunked (a farm: identity once, chunks on many hosts, then a merge; see docs/farm.md)::
 
@@ -39,12 +40,36 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_device(p)
     p.add_argument("--smooth", action="store_true", help="temporal smoothing of the curves (off by default)")
     p.add_argument(
+        "--smooth-group",
+        dest="smooth_groups",
+        action="append",
+        default=[],
+        metavar="GROUP=STRENGTH",
+        help="smooth a channel group (pose, expression, gaze, blinks, light or all) with a Gaussian of STRENGTH "
+        "frames; blinks use an edge-keeping filter so blinks stay sharp",
+    )
+    p.add_argument(
         "--identity-keyframes", type=int_type(1, 1000), default=5, help="keyframes for the identity solve (5)"
     )
     p.add_argument(
         "--focal",
         type=float_type(0, 1e6, lo_open=True),
         help="focal length in pixels (default: 2 x the larger image side)",
+    )
+    p.add_argument(
+        "--eye-calibration",
+        choices=("camera", "forward", "none"),
+        default="camera",
+        help="estimate the actor's eyeball centres assuming the actor mostly looks into the lens (camera, "
+        "default), or that the eyes point along the face on average (forward); none: the model's centres",
+    )
+    p.add_argument(
+        "--update",
+        type=Path,
+        metavar="TRACK.npz",
+        help="re-track --frames into this existing track (its identity, camera and eyes kept; the stretch starts "
+        "from the track's values before it) and write the merged track to -o (may be the same file with "
+        "--overwrite)",
     )
     p.add_argument("--strict", action="store_true", help="fail on the first frame without a face")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -72,6 +97,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dvp_engine.core import layout
     from dvp_engine.tracking.pipeline import track_video
+    from dvp_engine.tracking.tracker import TrackerSettings
 
     if args.output.suffix != ".npz":
         raise UsageError("the output must be a .npz file", path=args.output)
@@ -85,11 +111,27 @@ def run(args: argparse.Namespace) -> int:
     frames = parse_frames(args.frames)
     if args.identity_only or args.identity:
         return _chunked(args, frames)
+    update = None
+    if args.update is not None:
+        from dvp_engine.core import FaceTrack
+
+        if frames is None:
+            raise UsageError("--update needs --frames: the stretch to re-track")
+        update = FaceTrack.load(args.update)
     device = resolve_device(args.device)
     mode = progress_mode(args)
     progress = StageProgress(mode)
 
     intrinsics = _intrinsics(args)
+    from dvp_engine.transfer.smoothing import parse_smooth_groups
+
+    try:
+        smoothing = parse_smooth_groups(args.smooth_groups)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    settings = TrackerSettings(eye_calibration=args.eye_calibration)
+    if device.startswith("cuda"):
+        settings.batch_size = 64
     try:
         track = track_video(
             args.source,
@@ -100,6 +142,9 @@ def run(args: argparse.Namespace) -> int:
             identity_keyframes=args.identity_keyframes,
             on_bad_frame="error" if args.strict else "flag",
             intrinsics=intrinsics,
+            settings=settings,
+            smoothing=smoothing,
+            update=update,
         )
     finally:
         progress.close()
@@ -112,6 +157,11 @@ def run(args: argparse.Namespace) -> int:
         track.n_frames,
         float(track.channels[layout.CONFIDENCE].mean()) if track.n_frames else 0.0,
     )
+    if track.eyes is not None:
+        if track.eyes.fallback:
+            log.warning("eyes not calibrated: %s", track.eyes.note)
+        else:
+            log.info("eyes calibrated (%s, %d frames)", track.eyes.method, track.eyes.frames_used)
     if len(lost):
         log.warning(
             "face lost on %d frames: %s (flagged track.valid = 0)", len(lost), FrameSet.from_frames(lost)

@@ -291,15 +291,20 @@ def apply_curves(track: FaceTrack, curves: CurveSet) -> FaceTrack:
     the edited controls take their curves' values (override) or move by them (offset) while every other
     control keeps its value. A file that edits both a control and raw ``expr.*`` coefficients on the same
     frames therefore gets the raw values first and then the controls' values: **controls win** within the
-    span of the directions, the raw edit stays outside it. Unknown channels raise ``KeyError`` listing the
+    span of the directions, the raw edit stays outside it. Keying a look-at channel (``look.*``) on a track
+    without them creates all four (0, weight 0) first. Unknown channels raise ``KeyError`` listing the
     valid names; a value beyond the channel's limit raises ``ValueError`` (:func:`check_limits`).
     """
     names, matrix = _controls.control_matrix(track)
-    valid = tuple(track.channels) + tuple(names)
+    valid = tuple(track.channels) + tuple(names) + layout.LOOK_AT
     curves.validate_names(valid)
     for name, curve in curves.curves.items():
         check_limits(name, curve)
     out = track.replace()
+    for name in layout.LOOK_AT:  # the look-at channels are optional: keying one creates them (weight 0)
+        if name in curves.curves and name not in out.channels:
+            for n in layout.LOOK_AT:
+                out.channels.setdefault(n, np.zeros(out.n_frames, np.float32))
     frames = out.frames.astype(np.float64)
     targets = np.full((len(frames), len(names)), np.nan)
     offsets = np.zeros((len(frames), len(names)))

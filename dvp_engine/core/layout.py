@@ -61,8 +61,13 @@ FRAME_CHANNELS: Final[tuple[str, ...]] = HEAD_ROTATION + HEAD_TRANSLATION + EXPR
 CONFIDENCE: Final = "track.confidence"
 """Per-frame tracking confidence in [0, 1] (not part of the packed vector)."""
 VALID: Final = "track.valid"
-"""Per-frame flag: 1 where a face was tracked, 0 where it was lost (parameters there are held, not invented)."""
+"""Per-frame flag: 1 where a face was tracked, 0 where it was lost (parameters there are interpolated from the
+neighbouring tracked frames, confidence 0)."""
 AUX_CHANNELS: Final[tuple[str, ...]] = (CONFIDENCE, VALID)
+
+LOOK_AT: Final = ("look.x", "look.y", "look.z", "look.weight")
+"""Look-at control (optional, not part of the packed vector): a gaze target in the camera frame (metres) and
+its blend weight 0..1 over the per-eye gaze angles (see :mod:`dvp_engine.core.gaze`)."""
 
 #: Channels whose unit is degrees (converted to radians in the packed vector).
 ANGLE_CHANNELS: Final[frozenset[str]] = frozenset(HEAD_ROTATION + GAZE)
@@ -76,6 +81,7 @@ CHANNEL_GROUPS: Final[dict[str, tuple[str, ...]]] = {
     "expression": EXPRESSION,
     "light": LIGHT,
     "track": AUX_CHANNELS,
+    "look": LOOK_AT,
 }
 
 _UNITS: Final[dict[str, str]] = {
@@ -87,6 +93,8 @@ _UNITS: Final[dict[str, str]] = {
     **dict.fromkeys(LIGHT, "coef"),
     CONFIDENCE: "0-1",
     VALID: "bool",
+    **dict.fromkeys(LOOK_AT[:3], "m"),
+    LOOK_AT[3]: "0-1",
 }
 
 
@@ -112,7 +120,8 @@ def channel_limit(name: str) -> float:
 
 
 def is_known_channel(name: str) -> bool:
-    """True for the packed channels, the auxiliary ``track.*`` channels and named ``face.*`` controls."""
+    """True for the packed channels, the auxiliary ``track.*`` and ``look.*`` channels and named ``face.*``
+    controls."""
     return name in _UNITS or (name.startswith("face.") and len(name) > 5)
 
 
@@ -123,7 +132,7 @@ def unknown_channel_message(name: str, valid: tuple[str, ...] | None = None) -> 
         f"unknown channel {name!r}; valid channels are head.rx head.ry head.rz head.tx head.ty head.tz, "
         f"gaze.left.x gaze.left.y gaze.right.x gaze.right.y, blink.left blink.right, "
         f"expr.00..expr.{N_EXPRESSION - 1:02d}, light.sh.00..light.sh.{N_SH - 1:02d}, "
-        f"{' '.join(AUX_CHANNELS)} and named controls face.* ({len(valid)} in all)"
+        f"{' '.join(AUX_CHANNELS)}, {' '.join(LOOK_AT)} and named controls face.* ({len(valid)} in all)"
     )
 
 

@@ -2,13 +2,16 @@
 
 On disk a track is one ``.npz`` (loaded with ``allow_pickle=False``, never unpickled) holding:
 
-* ``header``: a UTF-8 JSON document stored as a ``uint8`` array, with ``"schema": "FaceTrack.1"``, the frame
-  rate, image size, camera intrinsics, the channel names (column order of ``channels``) and free metadata;
+* ``header``: a UTF-8 JSON document stored as a ``uint8`` array, with ``"schema": "FaceTrack.2"``, the frame
+  rate, image size, camera intrinsics, the channel names (column order of ``channels``), the per-actor eye
+  calibration ``eyes`` (null: the face model's eyeball centres; see :mod:`dvp_engine.core.gaze`) and free
+  metadata;
 * ``frames``: ``(F,)`` int64 frame numbers, strictly increasing (gaps and offsets such as 1001 allowed);
 * ``channels``: ``(F, C)`` float32 values, one column per channel name;
 * ``identity``: ``(80,)`` float32 geometry coefficients alpha; ``reflectance``: ``(80,)`` float32 beta.
 
-Hosts can read it with numpy alone. Older schemas are upgraded on load through :data:`UPGRADES`.
+Hosts can read it with numpy alone. Older schemas are upgraded on load through :data:`UPGRADES`
+(``FaceTrack.1`` had no ``eyes`` entry: it loads with ``eyes = None`` and renders as before).
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from . import layout
 from .atomic import atomic_path
 from .errors import InputError, SchemaError
 from .frames import FrameSet
+from .gaze import EyeCalibration
 
-SCHEMA: Final = "FaceTrack.1"
+SCHEMA: Final = "FaceTrack.2"
 
 Arrays = dict[str, npt.NDArray[Any]]
 Upgrade = Callable[[dict[str, Any], Arrays], tuple[dict[str, Any], Arrays]]
@@ -65,6 +69,14 @@ def _read_entries(src: Path) -> Arrays:
         return arrays
 
 
+def _upgrade_1_to_2(header: dict[str, Any], arrays: Arrays) -> tuple[dict[str, Any], Arrays]:
+    """FaceTrack.1 -> .2: no eye calibration (the face model's eyeball centres, as those tracks were made)."""
+    return {**header, "schema": "FaceTrack.2", "eyes": None}, arrays
+
+
+UPGRADES["FaceTrack.1"] = _upgrade_1_to_2
+
+
 @dataclass
 class FaceTrack:
     """Per-frame face parameters of one actor.
@@ -78,6 +90,8 @@ class FaceTrack:
         identity: ``(80,)`` float32 geometry coefficients (per actor, constant over frames).
         reflectance: ``(80,)`` float32 reflectance coefficients (per actor).
         metadata: JSON-serialisable facts: source footage, face model, tracker settings, named controls.
+        eyes: the actor's eye calibration (:class:`~dvp_engine.core.gaze.EyeCalibration`), or None: gaze is
+            measured from the face model's fixed eyeball centres.
     """
 
     frames: npt.NDArray[np.int64]
@@ -91,6 +105,7 @@ class FaceTrack:
         default_factory=lambda: np.zeros(layout.N_REFLECTANCE, np.float32)
     )
     metadata: dict[str, Any] = field(default_factory=dict)
+    eyes: EyeCalibration | None = None
 
     def __post_init__(self) -> None:
         self.frames = np.asarray(self.frames, dtype=np.int64).reshape(-1)
@@ -117,6 +132,7 @@ class FaceTrack:
         confidence: npt.ArrayLike | None = None,
         valid: npt.ArrayLike | None = None,
         metadata: Mapping[str, Any] | None = None,
+        eyes: EyeCalibration | None = None,
     ) -> FaceTrack:
         """Build a track from a packed ``(F, FRAME_SIZE)`` parameter matrix (radians for angles)."""
         chans = layout.unpack(params)
@@ -138,6 +154,7 @@ class FaceTrack:
             if reflectance is None
             else np.asarray(reflectance),
             metadata=dict(metadata or {}),
+            eyes=eyes,
         )
 
     # ------------------------------------------------------------------ checks
@@ -245,6 +262,7 @@ class FaceTrack:
             "identity": self.identity.copy(),
             "reflectance": self.reflectance.copy(),
             "metadata": json.loads(json.dumps(self.metadata)),
+            "eyes": self.eyes,
         }
         values.update(changes)
         return FaceTrack(**values)
@@ -272,6 +290,13 @@ class FaceTrack:
         if layout.VALID in self.channels and self.n_frames:
             lost = self.frames[self.channels[layout.VALID] < 0.5]
             lines.append(f"  frames lost: {len(lost)}" + (f" (first {int(lost[0])})" if len(lost) else ""))
+        if self.eyes is not None:
+            off = self.eyes.offsets
+            shift = "" if off is None else f", offsets from the model {np.round(off * 1000, 1).tolist()} mm"
+            lines.append(
+                f"  eyes: calibration {self.eyes.method} ({self.eyes.frames_used} frames{shift})"
+                + (f": {self.eyes.note}" if self.eyes.note else "")
+            )
         for key in ("source", "face_model"):
             if key in self.metadata:
                 lines.append(f"  {key}: {self.metadata[key]}")
@@ -289,6 +314,7 @@ class FaceTrack:
             "intrinsics": list(self.intrinsics),
             "channel_names": names,
             "metadata": self.metadata,
+            "eyes": None if self.eyes is None else self.eyes.to_json(),
         }
         matrix = (
             np.stack([self.channels[n] for n in names], axis=1)
@@ -361,6 +387,7 @@ class FaceTrack:
                 identity=arrays["identity"],
                 reflectance=arrays["reflectance"],
                 metadata=dict(metadata),
+                eyes=None if header.get("eyes") is None else EyeCalibration.from_json(header["eyes"]),
             )
         except SchemaError as exc:
             if exc.path is None:

@@ -214,12 +214,12 @@ def conditioning_frames(
 
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.render.camera import Camera
-    from dvp_engine.render.cli_support import eyeball_follows_face
+    from dvp_engine.render.cli_support import eyeball_follows_face, track_render_inputs
     from dvp_engine.render.conditioning import render_conditioning
 
     model = load_default_model()
     camera = Camera.from_intrinsics(framing.intrinsics(track.intrinsics), framing.size, framing.size)
-    params = track.params()
+    params, centres = track_render_inputs(track, model)
     follows = eyeball_follows_face(track)
     n = track.n_frames
     cond = np.zeros((n, 9, framing.size, framing.size), np.uint8)
@@ -235,6 +235,7 @@ def conditioning_frames(
                 camera,
                 device=device,
                 eyeball_follows_face=follows,
+                eye_centres=centres,
             )
             images = res.images.float().cpu().numpy()
             cond[start:stop] = to_uint8(images)

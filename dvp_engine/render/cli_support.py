@@ -18,8 +18,10 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from dvp_engine.core.errors import InputError
@@ -57,6 +59,28 @@ def eyeball_follows_face(track: FaceTrack) -> bool:
     """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
     the pupils where the tracker did."""
     return bool(track.tracker_setting("eyeball_follows_face", False))
+
+
+def track_render_inputs(track: FaceTrack, model: FaceModel) -> tuple[npt.NDArray[np.float64], Any]:
+    """What the renderer needs of a track: packed parameters ``(F, 103)`` with the look-at control applied
+    to the gaze (:func:`dvp_engine.core.gaze.resolved_gaze`), and the eyeball centres ``(2, 3)`` of the
+    track's eye calibration (None without one: the model's centres, as older tracks were rendered).
+
+    Raises:
+        InputError: a look-at target behind the face (naming the frame) or a weight outside [0, 1].
+    """
+    from dvp_engine.core import layout
+    from dvp_engine.core.gaze import eye_centres, resolved_gaze
+
+    model_centres = np.stack([model.eyeball_left_center, model.eyeball_right_center])
+    centres = None if track.eyes is None else track.eyes.centres
+    params = track.params()
+    gaze = resolved_gaze(
+        track.channels, eye_centres(track.eyes, model_centres), [int(f) for f in track.frames]
+    )
+    if gaze is not None:
+        params[:, layout.FRAME_LAYOUT["gaze"]] = np.deg2rad(gaze)
+    return params, centres
 
 
 def render_conditioning_sequence(
@@ -113,8 +137,12 @@ def render_conditioning_sequence(
     seq = output_sequence(out_pattern, FrameSet(wanted), overwrite=overwrite)
     camera = Camera.from_intrinsics(track.intrinsics, track.width, track.height)
     out_w, out_h = size_tuple(size) if size is not None else camera.size
-    renderer = ConditioningRenderer(model if model is not None else load_default_model(), device=device)
-    params = track.params()
+    face_model = model if model is not None else load_default_model()
+    renderer = ConditioningRenderer(face_model, device=device)
+    try:
+        params, centres = track_render_inputs(track, face_model)
+    except InputError as exc:
+        raise InputError(str(exc), path=track_path) from exc
     follows = eyeball_follows_face(track)
     summary = RenderSummary(size=(out_w, out_h))
     for start in range(0, len(wanted), batch):
@@ -129,6 +157,7 @@ def render_conditioning_sequence(
                     camera,
                     (out_w, out_h),
                     eyeball_follows_face=follows,
+                    eye_centres=centres,
                 )
         except InputError as exc:
             raise InputError(f"{exc} (frames {chunk[0]}-{chunk[-1]})", path=track_path) from exc

@@ -213,6 +213,7 @@ class ConditioningRenderer:
         size: int | Sequence[int] | None = None,
         *,
         eyeball_follows_face: bool = False,
+        eye_centres: Any = None,
     ) -> ConditioningResult:
         """Conditioning images from packed per-frame parameters.
 
@@ -227,6 +228,8 @@ class ConditioningRenderer:
             eyeball_follows_face: move each eyeball centre with the mean displacement (identity + expression,
                 blinks excluded) of its eye opening's vertices, as the tracker does when its setting of that
                 name is on (``track.metadata["tracker"]["settings"]``); off: the model's fixed centres.
+            eye_centres: ``(2, 3)`` eyeball centres (actor's left, right) in the model frame, metres: a track's
+                eye calibration (``FaceTrack.eyes.centres``); None: the face model's centres.
         Returns:
             :class:`ConditioningResult` with images ``(B, 9, H, W)`` in [0, 1].
         Raises:
@@ -252,6 +255,7 @@ class ConditioningRenderer:
             camera=camera,
             size=size,
             eyeball_follows_face=eyeball_follows_face,
+            eye_centres=eye_centres,
         )
 
     def render_parts(
@@ -268,6 +272,7 @@ class ConditioningRenderer:
         camera: Camera,
         size: int | Sequence[int] | None = None,
         eyeball_follows_face: bool = False,
+        eye_centres: Any = None,
     ) -> ConditioningResult:
         """Conditioning images from separate parameters (torch or numpy; B frames).
 
@@ -276,7 +281,7 @@ class ConditioningRenderer:
             expression: ``(B, 64)``; sh: ``(B, 27)`` (index ``3 * band + channel``);
             gaze: ``(B, 4)`` radians (left yaw, left pitch, right yaw, right pitch); blink: ``(B, 2)``.
             identity, reflectance: ``(80,)`` or ``(B, 80)``.
-            camera, size, eyeball_follows_face: as in :meth:`render`.
+            camera, size, eyeball_follows_face, eye_centres: as in :meth:`render`.
         """
         dev, dt = self.device, self.dtype
         rot = _as_tensor(rotation, "rotation", dev, dt)
@@ -325,6 +330,7 @@ class ConditioningRenderer:
                         reflectance=beta[sl] if beta.dim() == 2 and beta.shape[0] == b else beta,
                         camera=cam,
                         eyeball_follows_face=eyeball_follows_face,
+                        eye_centres=eye_centres,
                     )
                 )
             return ConditioningResult(
@@ -340,7 +346,11 @@ class ConditioningRenderer:
             albedo = albedo.expand(b, -1, -1)
         normals = vertex_normals(verts, self.faces)
         colour = sh_shade(albedo, normals, light).clamp(0.0, 1.0)
-        centres = self.eye_centres[None].expand(b, 2, 3)
+        base = self.eye_centres
+        if eye_centres is not None:
+            base = _as_tensor(eye_centres, "eye_centres", dev, dt).reshape(2, 3)
+            _check_finite(base, "eye_centres")
+        centres = base[None].expand(b, 2, 3)
         if eyeball_follows_face:
             moved = self.model.vertices(alpha, expr) - self.mean_shape  # (B, N, 3), no blinks
             shift = torch.stack([moved[:, loop].mean(dim=1) for loop in self.eye_loops], dim=1)
@@ -439,6 +449,7 @@ def render_conditioning(
     *,
     device: torch.device | str | None = None,
     eyeball_follows_face: bool = False,
+    eye_centres: Any = None,
 ) -> ConditioningResult:
     """Render the three conditioning images for a batch of frames (see :meth:`ConditioningRenderer.render`).
 
@@ -450,6 +461,7 @@ def render_conditioning(
         size: output size (e.g. 256 for the network), intrinsics scaled to it; default the camera's size.
         device: torch device.
         eyeball_follows_face: see :meth:`ConditioningRenderer.render` (match the tracker's setting).
+        eye_centres: ``(2, 3)`` calibrated eyeball centres (``FaceTrack.eyes.centres``); None: the model's.
     Returns:
         :class:`ConditioningResult`: ``.images (B, 9, H, W)`` in [0, 1], ``.visible (B,)`` flags.
     """
@@ -460,7 +472,15 @@ def render_conditioning(
         r = ConditioningRenderer(model, device=dev)
         _RENDERERS.clear()
         _RENDERERS[key] = r
-    return r.render(params, identity, reflectance, camera, size, eyeball_follows_face=eyeball_follows_face)
+    return r.render(
+        params,
+        identity,
+        reflectance,
+        camera,
+        size,
+        eyeball_follows_face=eyeball_follows_face,
+        eye_centres=eye_centres,
+    )
 
 
 def build_volumes(frames_cond: Any, indices: Sequence[int] | torch.Tensor, nw: int = 11) -> torch.Tensor:

@@ -52,7 +52,8 @@ class LandmarkStatus(StrEnum):
     ``ok``: tracked (or first detected) face; ``redetected``: the full-frame detector ran again because the fit
     degraded or the face had been lost; ``multiple_faces_took_largest``: a full-frame detection found several
     faces and the largest was taken; ``tiny_face``: a face was found but is smaller than the source's minimum
-    size, its landmarks are unreliable (returned, but :attr:`LandmarkResult.found` is False);
+    size: its landmarks are less reliable, so they are used with a confidence scaled down by the face's size
+    (no hard drop at the threshold: a 63 px face is tracked like its 64 px neighbours, less trusted);
     ``no_face``: nothing found (black/flat frame, face left the picture); ``invalid_frame``: the frame was not a
     usable image (None, wrong shape or dtype, NaN); the track state is kept for the next frame.
     """
@@ -65,7 +66,9 @@ class LandmarkStatus(StrEnum):
     INVALID = "invalid_frame"
 
 
-USABLE = frozenset({LandmarkStatus.OK, LandmarkStatus.REDETECTED, LandmarkStatus.MULTIPLE})
+USABLE = frozenset(
+    {LandmarkStatus.OK, LandmarkStatus.REDETECTED, LandmarkStatus.MULTIPLE, LandmarkStatus.TINY}
+)
 """Statuses whose landmarks a tracker should use."""
 
 
@@ -96,7 +99,8 @@ class LandmarkResult:
 
     @property
     def found(self) -> bool:
-        """True when the landmarks are usable (status ok, redetected or multiple_faces_took_largest)."""
+        """True when the landmarks are usable (status ok, redetected, multiple_faces_took_largest or
+        tiny_face; a tiny face's confidence is lower)."""
         return self.landmarks is not None and self.status in USABLE
 
 
@@ -295,7 +299,8 @@ class DlibLandmarkTracker:
         if width < self.min_face_px:
             status = LandmarkStatus.TINY
             message = (
-                f"tiny face ({width:.0f} px wide, minimum {self.min_face_px:.0f} px): landmarks unreliable"
+                f"small face ({width:.0f} px wide, under {self.min_face_px:.0f} px): tracked with confidence "
+                f"{conf:.2f}"
             )
         fbox: Box = (float(box[0]), float(box[1]), float(box[2]), float(box[3]))
         return LandmarkResult(lm.astype(np.float32), conf, status, message, fbox, detected, n_faces, score)

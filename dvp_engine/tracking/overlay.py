@@ -8,7 +8,7 @@ the fit at a glance:
   projected with the tracked parameters; the two should coincide;
 * **yellow dots / lines**: the model's pupils and gaze rays (3 cm long, from the tracked gaze);
 * **text**: frame number, ``track.confidence``, and ``LOST`` for frames flagged ``track.valid = 0``
-  (their parameters are held from the last good frame, so the mesh stays where the face was last seen).
+  (their parameters are interpolated between the neighbouring good frames).
 """
 
 from __future__ import annotations
@@ -67,8 +67,11 @@ def gaze_rays(
         verts = np.asarray(model.vertices(track.identity.astype(np.float64), expr[None]), np.float64)[0]
         mean = np.asarray(model.mean_shape, np.float64)
     out = []
+    centres = (
+        (model.eyeball_left_center, model.eyeball_right_center) if track.eyes is None else track.eyes.centres
+    )
     for e, (centre, loop) in enumerate(
-        ((model.eyeball_left_center, model.eye_left_loop), (model.eyeball_right_center, model.eye_right_loop))
+        zip(centres, (model.eye_left_loop, model.eye_right_loop), strict=True)
     ):
         # the eyeball follows its eye opening (identity + expression) only if the tracker did
         follow = verts[loop].mean(axis=0) - mean[loop].mean(axis=0) if follows else 0.0
@@ -290,7 +293,7 @@ def draw_overlay(
                 buf, int(p0[0]), int(p0[1]), int(p1[0]), int(p1[1]), (1.0, 0.9, 0.0)
             )
             _dot(oiio, buf, p0[0], p0[1], (1.0, 0.9, 0.0), 2)
-        text = f"frame {f}  confidence {float(conf[i]):.2f}" + ("" if ok else "  LOST (held)")
+        text = f"frame {f}  confidence {float(conf[i]):.2f}" + ("" if ok else "  LOST (interpolated)")
         size = max(12, h // 32)
         oiio.ImageBufAlgo.render_text(
             buf, 6, size + 4, text, size, "", (1.0, 1.0, 1.0) if ok else (1.0, 0.3, 0.2)

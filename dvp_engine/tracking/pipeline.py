@@ -11,9 +11,10 @@ the tracker settings, the named expression controls and per-frame notes on lost 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -269,6 +270,8 @@ def track_video(
     frame_numbers: Sequence[int] | None = None,
     rate: Fraction | int | None = None,
     result: list[TrackResult] | None = None,
+    smoothing: Mapping[str, float] | None = None,
+    update: FaceTrack | None = None,
 ) -> FaceTrack:
     """Track a face through a video or image sequence.
 
@@ -287,6 +290,13 @@ def track_video(
         landmark_source: a :data:`LandmarkSource`; default :func:`default_landmark_source`.
         images, frame_numbers, rate: frames already in memory (tests, hosts) instead of decoding ``source``.
         result: if a list is given, the raw :class:`TrackResult` is appended to it (diagnostics).
+        smoothing: strength (sigma in frames) per channel group ``pose expression gaze blinks light``
+            (:func:`dvp_engine.transfer.smoothing.smooth_track`: blinks keep their edges), applied to the
+            tracked frames (with ``update``: to the re-tracked stretch only).
+        update: an existing track of the same footage to re-track ``frames`` into (:func:`merge_stretch`):
+            its identity, reflectance, intrinsics and eye calibration are kept (no identity mode), the first
+            frame starts from the track's values at the frame before the stretch (or at its first frame, e.g.
+            an artist's fixed key), and the result is the existing track with those frames replaced.
 
     Returns:
         The :class:`~dvp_engine.core.FaceTrack` (per-frame channels incl. ``track.confidence`` and
@@ -331,8 +341,20 @@ def track_video(
     w, h = marks.size
 
     # identity mode on keyframes (re-read), then pass 2: tracking mode, streaming in order
+    start = None
+    if update is not None:
+        if (update.width, update.height) != (w, h):
+            raise InputError(
+                f"the track to update is {update.width}x{update.height}, the footage {w}x{h}", path=source
+            )
+        intrinsics = update.intrinsics
+        before = [k for k in range(update.n_frames) if update.frames[k] < numbers[0]]
+        row = before[-1] if before else int(np.searchsorted(update.frames, numbers[0]))
+        start = update.params()[min(row, update.n_frames - 1)]
     tracker = Tracker(model, w, h, st, intrinsics)
-    keys = pick_keyframes(obs, identity_keyframes)
+    keys = [] if update is not None else pick_keyframes(obs, identity_keyframes)
+    if update is not None:
+        tracker.set_identity(update.identity, update.reflectance)
     if keys:
         want = {numbers[k] for k in keys}
         if images is not None:
@@ -342,12 +364,30 @@ def track_video(
                 n: img for n, img in stream_source(source, sorted(want), errors={}) if img is not None
             }
         tracker.fit_identity([key_imgs[numbers[k]] for k in keys], [obs[k] for k in keys])
-    res = tracking_pass(source, tracker, stream(), numbers, obs, (w, h), on_bad_frame, progress)
+    res = tracking_pass(
+        source,
+        tracker,
+        stream(),
+        numbers,
+        obs,
+        (w, h),
+        on_bad_frame,
+        progress,
+        start=start,
+        eyes=update.eyes if update is not None else None,
+    )
     if result is not None:
         result.append(res)
-    return pack_track(
+    track = pack_track(
         source, model, st, tracker, res, numbers, fps, marks, [int(numbers[k]) for k in keys], lsrc, t_start
     )
+    if smoothing:  # with ``update``: the re-tracked stretch only
+        from dvp_engine.transfer.smoothing import smooth_track
+
+        track = smooth_track(track, smoothing)
+    if update is not None:
+        track = merge_stretch(update, track)
+    return track
 
 
 @dataclass
@@ -417,8 +457,13 @@ def tracking_pass(
     size: tuple[int, int],
     on_bad_frame: str,
     progress: ProgressFn | None,
+    start: npt.NDArray[np.float64] | None = None,
+    eyes: Any = None,
 ) -> TrackResult:
-    """Pass 2: tracking mode over the frames (streamed in order; they must be ``numbers``), identity held."""
+    """Pass 2: tracking mode over the frames (streamed in order; they must be ``numbers``), identity held.
+
+    ``start``: the packed parameters the first frame starts from (re-tracking a stretch); ``eyes``: a fixed
+    :class:`~dvp_engine.core.gaze.EyeCalibration` (None: estimated from these frames)."""
     w, h = size
     blank = np.zeros((h, w, 3), np.uint8)
     it = iter(frames)
@@ -432,8 +477,9 @@ def tracking_pass(
         return blank if img is None else img
 
     res = tracker.track(
-        frame_at, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None
-    )
+        frame_at, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None,
+        start=start, eyes=eyes,
+    )  # fmt: skip
     if on_bad_frame == "error" and not res.valid.all():
         bad = int(np.flatnonzero(~res.valid)[0])
         raise InputError(res.messages.get(bad, "tracking lost"), path=source, frame=numbers[bad])
@@ -482,6 +528,22 @@ def pack_track(
         "lost_frames": lost,
         "frame_notes": {k: v for k, v in marks.notes.items() if k in have},
     }
+    if res.eyes is not None:
+        metadata["tracker"]["eye_calibration"] = {
+            "method": res.eyes.method,
+            "fallback": res.eyes.fallback,
+            "frames_used": res.eyes.frames_used,
+            "note": res.eyes.note,
+        }
+        if res.eyes.note:
+            log.warning("eye calibration: %s", res.eyes.note)
+        else:
+            log.info(
+                "eye calibration (%s, %d frames): eyeball centres moved %s mm from the model's",
+                res.eyes.method,
+                res.eyes.frames_used,
+                np.round(np.asarray(res.eyes.offsets) * 1000, 1).tolist(),
+            )
     return FaceTrack.from_params(
         np.asarray(numbers, np.int64),
         res.params,
@@ -494,4 +556,31 @@ def pack_track(
         confidence=res.confidence.astype(np.float32),
         valid=res.valid.astype(np.float32),
         metadata=metadata,
+        eyes=res.eyes,
     )
+
+
+def merge_stretch(existing: FaceTrack, stretch: FaceTrack) -> FaceTrack:
+    """``existing`` with the frames of ``stretch`` replaced (or inserted in order): identity, reflectance, eye
+    calibration and metadata of ``existing`` kept; channels only one of them has are 0 where missing;
+    ``metadata["updates"]`` lists the re-tracked ranges; lost-frame notes of the stretch replace the old ones."""
+    from dvp_engine.core.frames import FrameSet
+
+    frames = np.union1d(existing.frames, stretch.frames)
+    names = list(existing.channels) + [n for n in stretch.channels if n not in existing.channels]
+    chans = {n: np.zeros(len(frames), np.float32) for n in names}
+    pos_e = np.searchsorted(frames, existing.frames)
+    pos_s = np.searchsorted(frames, stretch.frames)
+    for n in names:
+        if n in existing.channels:
+            chans[n][pos_e] = existing.channels[n]
+        if n in stretch.channels:
+            chans[n][pos_s] = stretch.channels[n]
+    meta = json.loads(json.dumps(existing.metadata))
+    span = str(FrameSet.from_frames([int(f) for f in stretch.frames]))
+    meta["updates"] = [*meta.get("updates", []), span]
+    kept = {
+        k: v for k, v in meta.get("lost_frames", {}).items() if int(k) not in set(stretch.frames.tolist())
+    }
+    meta["lost_frames"] = {**kept, **stretch.metadata.get("lost_frames", {})}
+    return existing.replace(frames=frames, channels=chans, metadata=meta)

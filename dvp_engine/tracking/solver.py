@@ -129,6 +129,10 @@ class SolverSettings:
         w_sh: weight pulling the SH coefficients toward uniform ambient light (keeps albedo/light separable).
         w_blink: tiny prior pulling blinks toward open (kept far below the expression prior so that eyelid
             closure is explained by the blink dimensions, not by blink-like expression components).
+        w_blink_obs: weight pulling each frame's blinks toward the landmarks' eye-aspect-ratio closure
+            (:func:`dvp_engine.tracking.eyes.blink_measure`, when the tracker passes it: ``Observations.blink``;
+            clips of at least ``TrackerSettings.blink_obs_min_frames`` frames). Without it the lids' closing
+            was mostly taken by blink-like expression components and the blink channel rarely reached 0.5.
         jaw_weight: landmark weight of the contour points 0-16 (others 1).
         irls_eps: floor of the vertex residual norm in the IRLS weights.
         damping: initial Levenberg lambda (relative to the diagonal of J^T W J).
@@ -148,6 +152,7 @@ class SolverSettings:
     w_refl: float = 1.0e-5
     w_sh: float = 1.0e-4
     w_blink: float = 1.0e-7
+    w_blink_obs: float = 0.003
     jaw_weight: float = 0.2
     irls_eps: float = 0.02
     damping: float = 1.0e-3
@@ -314,6 +319,8 @@ class Observations:
         landmark_weights: ``(B, 68)`` per-landmark confidence (0 = ignore).
         scale: ``(B,)`` face size in pixels (inter-ocular distance) normalising the landmark residual.
         intrinsics: ``(fx, fy, cx, cy)``.
+        blink, blink_weight: ``(B, 2)`` measured eyelid closure (0 open .. 1 closed) and its weight (0 = none),
+            the target of the ``w_blink_obs`` term; None: no such term.
     """
 
     images: Array | None
@@ -322,6 +329,8 @@ class Observations:
     scale: Array
     intrinsics: tuple[float, float, float, float]
     image_scale: float = 1.0
+    blink: Array | None = None
+    blink_weight: Array | None = None
 
 
 @dataclass
@@ -645,17 +654,26 @@ def solve_tracking(
         act = np.asarray(asnumpy(active), bool)
     idx = xp.asarray(np.flatnonzero(act))
     wreg, target = local_regulariser(m, settings)
+    if obs.blink is not None and obs.blink_weight is not None and settings.w_blink_obs > 0:
+        # per frame: the blink prior's target becomes the measured closure, weighted by its confidence
+        wo = settings.w_blink_obs * obs.blink_weight  # (B, 2)
+        wreg = xp.tile(wreg[None], (b, 1))
+        target = xp.tile(target[None], (b, 1))
+        wb = wreg[:, BLINK]
+        target[:, BLINK] = (wb * target[:, BLINK] + wo * obs.blink) / (wb + wo)
+        wreg[:, BLINK] = wb + wo
     lam = xp.full(b, settings.damping)
     kw = {"shape": shape, "albedo": albedo, "photometric": do_photo}
     lin = linearise(m, obs, x, settings, jacobian=True, **kw)
     e_cur = lin.energy + _reg_energy(wreg, x, target)
     all_active = bool(act.all())
-    wr = wreg[idx]
+    wr = wreg[..., idx]
+    tg = target[..., idx]
     for it in range(n_iter):
         assert lin.j_local is not None
         jac = lin.j_local if all_active else lin.j_local[:, :, idx]
         a, g = gram(xp, jac, lin.r)
-        g = g + wr * (x[:, idx] - target[idx])
+        g = g + wr * (x[:, idx] - tg)
         diag = xp.diagonal(a, axis1=1, axis2=2)
         p = a.shape[-1]
         eye = xp.eye(p)[None]

@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import layout
+from dvp_engine.core.gaze import look_at_angles
 from dvp_engine.core.rotation import euler_to_matrix
 
 from . import solver as S
@@ -38,6 +39,8 @@ def synthetic_scene(
     *,
     identity: npt.ArrayLike | None = None,
     reflectance: npt.ArrayLike | None = None,
+    eye_offsets: npt.ArrayLike | None = None,
+    at_camera: float = 0.0,
 ) -> tuple[
     npt.NDArray[np.float64],
     list[npt.NDArray[np.uint8]],
@@ -55,6 +58,11 @@ def synthetic_scene(
         size: square image side in pixels (default intrinsics for that size).
         seed: random seed (same seed, same scene).
         identity, reflectance: ``(80,)`` coefficients of the rendered actor (None: the mean face).
+        eye_offsets: ``(2, 3)`` metres added to the model's eyeball centres (actor's left, right) for the
+            pupils: an actor whose eyes sit elsewhere than the model's (the gaze returned is relative to
+            these true centres).
+        at_camera: share of frames (drawn at random) whose eyes look into the lens (the camera centre, with
+            vergence) instead of a random gaze.
 
     Returns:
         ``(packed (F, 103) radians/metres, images (F of (size, size, 3) uint8 sRGB), observations,
@@ -74,6 +82,14 @@ def synthetic_scene(
     local[:, 72 + 3 : 72 + 6] = 0.15
     local[:, 72 + 9 : 72 + 12] = -0.1
     gaze = np.deg2rad(rng.uniform(-15, 15, (n_frames, 4)))
+    centres = np.stack([model.eyeball_left_center, model.eyeball_right_center]).astype(np.float64)
+    if eye_offsets is not None:
+        centres = centres + np.asarray(eye_offsets, np.float64).reshape(2, 3)
+    # (drawn only when asked for, so scenes without it keep their random numbers)
+    lens = rng.uniform(size=n_frames) < at_camera if at_camera > 0 else np.zeros(n_frames, bool)
+    if lens.any():
+        rot_all = euler_to_matrix(local[lens][:, S.ROT], degrees=False)
+        gaze[lens] = np.deg2rad(look_at_angles(rot_all, local[lens][:, S.TRANS], centres, np.zeros(3)))
     packed = to_packed(local, gaze)
     bg = textured_background(size, size)
     images: list[npt.NDArray[np.uint8]] = []
@@ -83,7 +99,7 @@ def synthetic_scene(
         images.append((img * 255 + 0.5).astype(np.uint8))
         rot = euler_to_matrix(packed[f, :3], degrees=False)
         pupils = []
-        for e, c in enumerate((model.eyeball_left_center, model.eyeball_right_center)):
+        for e, c in enumerate(centres):
             d = layout.gaze_direction(np.rad2deg(gaze[f, 2 * e]), np.rad2deg(gaze[f, 2 * e + 1]))
             p = rot @ (c + model.eyeball_radius * d) + packed[f, 3:6]
             pupils.append(S.project(p[None], intr)[0])

@@ -12,8 +12,9 @@ landmark source: dlib by default, see :mod:`dvp_engine.tracking.pipeline`) into 
 
 Lost frames (the landmark source found no face, the fit's landmark error exceeds
 ``max_landmark_error`` of the inter-ocular distance, or the fitted head is tilted more than ``max_tilt_deg``
-from upright: an upside-down face) get ``valid = 0`` and hold the parameters of the last good
-frame (frames before the first good one hold the first good frame's); the next frame with a face is
+from upright: an upside-down face) get ``valid = 0``, confidence 0 and parameters
+interpolated between the neighbouring good frames (held before the first and after the last good frame;
+:func:`interpolate_lost`); the next frame with a face is
 re-initialised from its landmarks, so tracking recovers. ``confidence`` in [0, 1] combines the detector's
 confidence, the landmark error and the photometric error (see :func:`confidence_from_errors`).
 
@@ -34,8 +35,10 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import layout
+from dvp_engine.core.gaze import EyeCalibration
 
 from . import solver as S
+from .eye_calibration import calibrate_eyes, calibration_inputs
 from .xp import Array, asnumpy, blas_threads, box_blur, get_xp
 
 ProgressFn = Callable[[int, int], None]
@@ -88,7 +91,13 @@ class TrackerSettings:
             (identity + expression) in the gaze solve. Off by default because the renderer
             (:mod:`dvp_engine.render.conditioning`) places pupils around the model's fixed centres, and gaze must
             mean the same in both; with it off, an identity that moves the eye openings shows up as a constant
-            per-actor gaze offset (which relative transfer cancels).
+            per-actor gaze offset (which relative transfer cancels). Eye calibration is off with it.
+        eye_calibration: how the actor's eyeball centres are estimated from the clip
+            (:func:`~dvp_engine.tracking.eye_calibration.calibrate_eyes`): ``"camera"`` (the actor looks into
+            the lens in most frames), ``"forward"`` (the eyes point along the face on average) or ``"none"``
+            (the face model's centres).
+        eye_calibration_min_frames: fewest frames with a pupil (per eye) to calibrate; fewer falls back to
+            the model's centres, with a note in the track.
     """
 
     solver: S.SolverSettings = field(default_factory=S.SolverSettings)
@@ -102,6 +111,9 @@ class TrackerSettings:
     smooth: bool = False
     smooth_sigma: float = 1.0
     eyeball_follows_face: bool = False
+    eye_calibration: str = "camera"
+    eye_calibration_min_frames: int = 30
+    blink_obs_min_frames: int = 30
     blas_threads: int | None = 1
 
     def as_dict(self) -> dict[str, Any]:
@@ -144,6 +156,7 @@ class TrackResult:
         identity, reflectance: ``(80,)``.
         timings: seconds spent in each stage.
         messages: per-frame notes (why a frame was lost).
+        eyes: the eye calibration the gaze was solved with (:mod:`dvp_engine.tracking.eye_calibration`).
     """
 
     params: npt.NDArray[np.float64]
@@ -156,6 +169,7 @@ class TrackResult:
     reflectance: npt.NDArray[np.float64]
     timings: dict[str, float]
     messages: dict[int, str]
+    eyes: EyeCalibration | None = None
 
 
 def head_tilt_deg(rotation: npt.ArrayLike) -> float:
@@ -191,6 +205,22 @@ def from_packed(packed: npt.NDArray[np.float64]) -> tuple[npt.NDArray[np.float64
     local[:, S.SH] = p[:, L["sh"]]
     local[:, S.BLINK] = p[:, L["blink"]]
     return local, p[:, L["gaze"]].copy()
+
+
+def interpolate_lost(
+    params: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_]
+) -> npt.NDArray[np.float64]:
+    """Lost frames' parameters ``(F, P)`` interpolated linearly (per column, over frame index) between the
+    nearest valid frames on each side; before the first / after the last valid frame they hold its values.
+    Unchanged when no frame is valid."""
+    good = np.flatnonzero(valid)
+    if good.size == 0 or good.size == len(valid):
+        return params.copy()
+    idx = np.arange(len(valid), dtype=np.float64)
+    out = params.copy()
+    for c in range(params.shape[1]):
+        out[:, c] = np.interp(idx, good.astype(np.float64), params[good, c])
+    return out
 
 
 def smooth_params(
@@ -262,7 +292,10 @@ class Tracker:
 
     # ------------------------------------------------------------------ data preparation
     def _observations(
-        self, frames: Sequence[npt.NDArray[Any]] | None, obs: Sequence[FrameObservation]
+        self,
+        frames: Sequence[npt.NDArray[Any]] | None,
+        obs: Sequence[FrameObservation],
+        blink: npt.NDArray[np.float64] | None = None,
     ) -> S.Observations:
         xp = self.xp
         b = len(obs)
@@ -290,9 +323,29 @@ class Tracker:
                 images = box_blur(xp, images.astype(xp.float32) * image_scale, self.settings.blur_radius)
                 image_scale = 1.0
             self.timings["prepare"] += time.perf_counter() - t0
+        bt = bw = None
+        if blink is not None:
+            ok = np.isfinite(blink)
+            bt, bw = xp.asarray(np.where(ok, blink, 0.0)), xp.asarray(ok.astype(np.float64))
         return S.Observations(
-            images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale
+            images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale, bt, bw
         )
+
+    def _blink_measures(self, observations: Sequence[FrameObservation]) -> npt.NDArray[np.float64] | None:
+        """``(F, 2)`` eyelid closure per frame from the landmarks' eye aspect ratio, relative to this clip's
+        open-eye level (:func:`~dvp_engine.tracking.eyes.blink_measure`; NaN where no face), or None when the
+        term is off or the clip is too short to know the actor's open eyes."""
+        from .eyes import blink_measure, eye_aspect_ratio
+
+        if self.settings.solver.w_blink_obs <= 0:
+            return None
+        ear = np.full((len(observations), 2), np.nan)
+        for k, o in enumerate(observations):
+            if o.found and o.landmarks is not None:
+                ear[k] = eye_aspect_ratio(np.asarray(o.landmarks, np.float64))
+        if int(np.isfinite(ear[:, 0]).sum()) < self.settings.blink_obs_min_frames:
+            return None
+        return np.asarray(blink_measure(ear), np.float64)
 
     def _start(self, obs: S.Observations, prev: Array | None) -> Array:
         """Start values for a batch: the previous good frame's, or a frontal pose from the landmarks."""
@@ -381,10 +434,12 @@ class Tracker:
         observations: Sequence[FrameObservation],
         *,
         progress: ProgressFn | None = None,
+        start: npt.NDArray[np.float64] | None = None,
+        eyes: EyeCalibration | None = None,
     ) -> TrackResult:
         """Tracking mode (see :meth:`_track`), with numpy's BLAS limited to ``settings.blas_threads``."""
         with blas_threads(self.settings.blas_threads if self.xp is np else None):
-            return self._track(frames, observations, progress=progress)
+            return self._track(frames, observations, progress=progress, start=start, eyes=eyes)
 
     def _track(
         self,
@@ -392,6 +447,8 @@ class Tracker:
         observations: Sequence[FrameObservation],
         *,
         progress: ProgressFn | None = None,
+        start: npt.NDArray[np.float64] | None = None,
+        eyes: EyeCalibration | None = None,
     ) -> TrackResult:
         """Tracking mode over a sequence.
 
@@ -400,6 +457,9 @@ class Tracker:
                 (called once per frame, in order, so a decoder can stream).
             observations: one :class:`FrameObservation` per frame.
             progress: called with ``(frames_done, total)``.
+            start: ``(FRAME_SIZE,)`` packed parameters the first frame starts from (a warm start, e.g. an
+                artist's keyed values when re-tracking a stretch); None: a cold start from the landmarks.
+            eyes: a fixed eye calibration to solve the gaze with (no calibration from these frames).
 
         Returns:
             :class:`TrackResult` with packed parameters, confidence and validity.
@@ -415,11 +475,12 @@ class Tracker:
         perr = np.full(n, np.nan)
         mlm = np.full((n, 68, 2), np.nan)
         messages: dict[int, str] = {}
-        prev: Array | None = None  # last good local parameters
-        prev_gaze = np.zeros(4)
+        # last good local parameters (a given start counts as the frame before the first)
+        prev: Array | None = None if start is None else xp.asarray(from_packed(np.asarray(start)[None])[0][0])
+        follow = np.zeros((n, 2, 3))  # eyeball centres per frame with ``eyeball_follows_face``
+        blinks = self._blink_measures(observations)
         last_ok = -1
         t_track = 0.0
-        t_gaze = 0.0
         i = 0
         while i < n:
             j = min(n, i + max(1, st.batch_size))
@@ -432,7 +493,10 @@ class Tracker:
             if found:
                 t0 = time.perf_counter()
                 sel = [k - i for k in found]
-                obs = self._observations([imgs[s] for s in sel], [observations[k] for k in found])
+                obs = self._observations(
+                    [imgs[s] for s in sel], [observations[k] for k in found],
+                    None if blinks is None else blinks[found],
+                )  # fmt: skip
                 cold = prev is None or last_ok != i - 1
                 x = self._start(obs, None if cold else prev)
                 # large (GPU) batches start every frame from the previous batch's last frame, up to seconds
@@ -442,30 +506,8 @@ class Tracker:
                     x = self._solve_light(obs, x)
                 x, lin = S.solve_tracking(self.m, obs, x, st.solver, shape=self._shape, albedo=self._albedo)
                 t_track += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                pup = np.zeros((len(found), 2, 2))
-                pw = np.zeros((len(found), 2))
-                for r, k in enumerate(found):
-                    o = observations[k]
-                    if o.pupils is not None and np.all(np.isfinite(o.pupils)):
-                        pup[r] = o.pupils
-                        pw[r] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
-                gaze_start = np.tile(prev_gaze, (len(found), 1))
-                centres = (
-                    self.m.eyeball_centres(self._shape, x[:, S.EXPR]) if st.eyeball_follows_face else None
-                )
-                gaze = asnumpy(
-                    S.solve_gaze(
-                        self.m,
-                        x,
-                        xp.asarray(pup),
-                        xp.asarray(pw),
-                        self.intrinsics,
-                        start=xp.asarray(gaze_start),
-                        centres=centres,
-                    )
-                )
-                t_gaze += time.perf_counter() - t0
+                if st.eyeball_follows_face:
+                    follow[found] = asnumpy(self.m.eyeball_centres(self._shape, x[:, S.EXPR]))
                 xn = asnumpy(x)
                 scale = asnumpy(obs.scale)
                 le = asnumpy(lin.land_err) / scale
@@ -482,13 +524,10 @@ class Tracker:
                     )
                     lerr[k], perr[k], mlm[k] = le[r], pe[r], proj[r]
                     if ok:
-                        # a frame whose pupils were not seen keeps the previous gaze (not invented)
-                        g = np.where(np.repeat(pw[r] > 0, 2), gaze[r], prev_gaze)
-                        params[k] = to_packed(xn[r : r + 1], g[None])[0]
+                        params[k] = to_packed(xn[r : r + 1], np.zeros((1, 4)))[0]
                         conf[k] = c[r]
                         valid[k] = True
                         prev = xp.asarray(xn[r])
-                        prev_gaze = g
                         last_ok = k
                     elif tilt > st.max_tilt_deg:
                         messages[k] = (
@@ -500,13 +539,13 @@ class Tracker:
             if progress is not None:
                 progress(j, n)
             i = j
-        # lost frames hold the last good frame's parameters (frames before the first good one: the first's)
-        good = np.flatnonzero(valid)
-        if good.size:
-            src = np.maximum.accumulate(np.where(valid, np.arange(n), -1))
-            src = np.where(src < 0, good[0], src)
-            params = params[src]
-            conf = np.where(valid, conf, 0.0)
+        t0 = time.perf_counter()
+        eyes = self._gaze(params, valid, observations, follow, eyes)
+        t_gaze = time.perf_counter() - t0
+        # lost frames: interpolated between the neighbouring good frames (held before the first / after the
+        # last good one); flagged valid 0, confidence 0
+        params = interpolate_lost(params, valid)
+        conf = np.where(valid, conf, 0.0)
         if st.smooth:
             params = smooth_params(params, valid, st.smooth_sigma)
         self.timings["tracking"] += t_track
@@ -522,7 +561,73 @@ class Tracker:
             reflectance=asnumpy(self.beta),
             timings=dict(self.timings),
             messages=messages,
+            eyes=eyes,
         )
+
+    def _gaze(
+        self,
+        params: npt.NDArray[np.float64],
+        valid: npt.NDArray[np.bool_],
+        observations: Sequence[FrameObservation],
+        follow: npt.NDArray[np.float64],
+        fixed: EyeCalibration | None = None,
+    ) -> EyeCalibration:
+        """Calibrate the eyes over the clip, then solve every valid frame's gaze in ``params`` (in place).
+
+        An eye whose pupil was not seen in a frame keeps the gaze of the previous frame where it was (not
+        invented; 0 before the first).
+        """
+        st = self.settings
+        xp = self.xp
+        n = len(observations)
+        pup = np.full((n, 2, 2), np.nan)
+        pw = np.zeros((n, 2))
+        for k, o in enumerate(observations):
+            if valid[k] and o.pupils is not None and np.all(np.isfinite(o.pupils)):
+                pup[k] = o.pupils
+                pw[k] = np.clip(np.asarray(o.pupil_confidence, np.float64), 0.0, 1.0)
+        model_centres = asnumpy(self.m.eye_centres)
+        if fixed is not None:
+            eyes = fixed
+        elif st.eyeball_follows_face:
+            eyes = EyeCalibration(
+                model_centres, self.m.eyeball_radius, "model", 0,
+                "not calibrated: the eyeball centres follow the eye openings (eyeball_follows_face)",
+            )  # fmt: skip
+        elif st.eye_calibration == "none":
+            eyes = EyeCalibration(
+                model_centres, self.m.eyeball_radius, "model", 0, "not calibrated (eye_calibration 'none')"
+            )
+        else:
+            # the estimate starts from (and its prior pulls toward) the model's centres moved with the fitted
+            # face's eye openings (identity only): the eyeball sits behind its opening
+            face_centres = asnumpy(self.m.eyeball_centres(self._shape, xp.zeros((1, layout.N_EXPRESSION))))[0]
+            rot, trans, rows = calibration_inputs(params, valid)
+            eyes = calibrate_eyes(
+                model_centres, self.m.eyeball_radius, rot, trans, pup[rows], pw[rows], self.intrinsics,
+                method=st.eye_calibration, min_frames=st.eye_calibration_min_frames, start=face_centres,
+            )  # fmt: skip
+        rows = np.flatnonzero(valid & (pw.max(axis=1) > 0))
+        gaze = np.zeros((n, 4))
+        seen = np.zeros((n, 2), bool)
+        chunk = 256
+        for i in range(0, len(rows), chunk):
+            r = rows[i : i + chunk]
+            local, _ = from_packed(params[r])
+            centres = follow[r] if st.eyeball_follows_face else np.broadcast_to(eyes.centres, (len(r), 2, 3))
+            g = S.solve_gaze(
+                self.m, xp.asarray(local), xp.asarray(np.nan_to_num(pup[r])), xp.asarray(pw[r]),
+                self.intrinsics, iterations=8, centres=xp.asarray(np.ascontiguousarray(centres)),
+            )  # fmt: skip
+            gaze[r] = asnumpy(g)
+            seen[r] = pw[r] > 0
+        # forward-fill each eye's gaze over frames where its pupil was not seen
+        g0 = layout.FRAME_LAYOUT["gaze"].start
+        for e in range(2):
+            src = np.maximum.accumulate(np.where(seen[:, e], np.arange(n), -1))
+            held = np.where(src[:, None] >= 0, gaze[np.maximum(src, 0), 2 * e : 2 * e + 2], 0.0)
+            params[valid, g0 + 2 * e : g0 + 2 * e + 2] = held[valid]
+        return eyes
 
     def _project_landmarks(self, local: Array) -> Array:
         from .xp import euler_rotation

@@ -10,13 +10,23 @@ Syntax (one expression per ``--set``):
 
 The channel must exist in the track (or be a named control ``face.*`` of the track); the error lists the
 valid names.
+
+Look-at (``--look-at X,Y[,DEPTH]@FIRST[-LAST]``, :func:`apply_look_at`): both eyes look at the point seen at
+plate pixel ``(X, Y)`` (the track's image, pixel (0, 0)'s centre at (0, 0)) at camera-frame depth ``DEPTH``
+metres (z: distance along the lens axis; negative = behind the lens). Without ``DEPTH`` the target is halfway
+between the lens and the face (half of each frame's ``head.tz``), so the eyes follow the plate point. It sets
+the ``look.x look.y look.z`` channels (camera frame, metres; created if absent) and ``look.weight`` = 1 on those
+frames; ``--set look.weight=0.5@...`` blends it with the gaze curves afterwards.
 """
 
 from __future__ import annotations
 
 import re
 
-from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, apply_curves
+import numpy as np
+
+from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, apply_curves, layout
+from dvp_engine.core.gaze import plate_point_to_camera
 
 _SET = re.compile(
     r"^\s*(?P<name>[A-Za-z_][\w.]*)\s*(?P<op>==|=)\s*(?P<value>[+-]?[0-9.eE+-]+)"
@@ -58,4 +68,68 @@ def apply_sets(track: FaceTrack, exprs: list[str]) -> FaceTrack:
     for e in exprs:
         name, curve = parse_set(e, out)
         out = apply_curves(out, CurveSet({name: curve}))
+    return out
+
+
+_LOOK = re.compile(
+    r"^\s*(?P<x>[+-]?[0-9.eE+-]+)\s*,\s*(?P<y>[+-]?[0-9.eE+-]+)\s*(?:,\s*(?P<d>[+-]?[0-9.eE+-]+))?"
+    r"\s*(?:@\s*(?P<a>-?\d+)(?:\s*-\s*(?P<b>-?\d+))?)?\s*$"
+)
+
+
+def parse_look_at(expr: str, track: FaceTrack) -> tuple[float, float, float | None, int, int]:
+    """Parse one ``--look-at X,Y[,DEPTH][@FIRST[-LAST]]``: ``(x px, y px, depth m or None, first, last)``."""
+    m = _LOOK.match(expr)
+    if not m:
+        raise ValueError(
+            f"cannot parse --look-at {expr!r}: expected X,Y[,DEPTH]@FIRST[-LAST] (plate pixels, metres), "
+            "e.g. 640,360,0.5@1001-1050"
+        )
+    try:
+        x, y = float(m["x"]), float(m["y"])
+        depth = None if m["d"] is None else float(m["d"])
+    except ValueError:
+        raise ValueError(f"cannot parse --look-at {expr!r}: not a number") from None
+    if not all(np.isfinite(v) for v in (x, y, 0.0 if depth is None else depth)):
+        raise ValueError(f"--look-at {expr!r}: values must be finite")
+    if m["a"] is None:
+        first, last = int(track.frames[0]), int(track.frames[-1])
+    else:
+        first = int(m["a"])
+        last = int(m["b"]) if m["b"] is not None else first
+    if last < first:
+        raise ValueError(f"--look-at {expr!r}: frame range end {last} is before its start {first}")
+    return x, y, depth, first, last
+
+
+def apply_look_at(track: FaceTrack, exprs: list[str]) -> FaceTrack:
+    """Apply ``--look-at`` expressions in order (see the module docstring); the track's frames in each range
+    get the target and ``look.weight`` 1. The target is checked when the track is rendered (a target behind
+    the face is an error naming the frame)."""
+    if not exprs:
+        return track
+    out = track.replace()
+    n = out.n_frames
+    for name in layout.LOOK_AT:
+        out.channels.setdefault(name, np.zeros(n, np.float32))
+    fx, fy, cx, cy = out.intrinsics
+    for e in exprs:
+        x, y, depth, first, last = parse_look_at(e, out)
+        rows = np.flatnonzero((out.frames >= first) & (out.frames <= last))
+        if rows.size == 0:
+            raise ValueError(
+                f"--look-at {e!r}: no frame of the track in {first}-{last} "
+                f"(track holds {int(out.frames[0])}-{int(out.frames[-1])})"
+            )
+        for r in rows:
+            z = 0.5 * float(out.channels["head.tz"][r]) if depth is None else depth
+            if z == 0.0:
+                raise ValueError(
+                    f"--look-at {e!r}: a depth of 0 is the lens itself; give a distance in metres"
+                )
+            # z < 0 (behind the lens) is allowed: the plate point's ray extended back through the lens
+            tx, ty, tz = plate_point_to_camera(x, y, abs(z), (fx, fy, cx, cy))
+            sign = 1.0 if z > 0 else -1.0
+            for name, v in zip(layout.LOOK_AT, (sign * tx, sign * ty, sign * tz, 1.0), strict=True):
+                out.channels[name][r] = v
     return out

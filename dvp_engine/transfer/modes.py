@@ -7,6 +7,11 @@ All parameters are copied *relative* to a neutral reference frame of each actor:
 * translation: ``t = t_t(ref) + (t_s(f) - t_s(ref)) * t_t(ref).z / t_s(ref).z`` (motion scaled to the target's
   distance from the camera);
 * expression, gaze: ``x = x_t(ref) + (x_s(f) - x_s(ref))``; blinks likewise, clipped to [0, 1].
+* gaze when **both** tracks carry an eye calibration (``FaceTrack.eyes``, method ``camera`` or ``forward``):
+  copied as it is, ``x = x_s(f)``: calibrated gaze 0 looks along the face's forward axis for every actor, so
+  the target looks where the source looks (relative to the head) rather than where it looked in its neutral
+  frame. A source's look-at control (:mod:`dvp_engine.core.gaze`) is resolved into its gaze first, and the
+  target's own look-at weight is set to 0 where the gaze is transferred.
 
 The target's identity, reflectance and light are kept. Modes and the channels each may change:
 
@@ -32,6 +37,7 @@ import numpy as np
 import numpy.typing as npt
 
 from dvp_engine.core import FaceTrack, layout
+from dvp_engine.core.gaze import LOOK_WEIGHT, resolved_gaze
 from dvp_engine.core.rotation import euler_to_matrix, matrix_to_euler
 
 from .retime import sample_track
@@ -55,12 +61,14 @@ class TransferReport:
     target_reference: int
     source_lost_frames: list[int] = field(default_factory=list)
     output_frames: int = 0
+    gaze: str = ""
 
     def lines(self) -> list[str]:
         """Human-readable summary lines."""
         out = [
             f"transfer mode {self.mode}: {self.output_frames} frames, neutral reference source frame "
             f"{self.source_reference}, target frame {self.target_reference}"
+            + (f"; gaze {self.gaze}" if self.gaze else "")
         ]
         if self.source_lost_frames:
             lost = self.source_lost_frames
@@ -137,6 +145,14 @@ def transfer(
     out_frames = np.arange(t0, t0 + n_frames, dtype=np.int64)
     src_pos = s0 + (out_frames - t0) / float(target.rate) * float(source.rate)
     src = sample_track(source, src_pos)
+    gaze_mode = ""
+    if mode in ("full", "gaze"):
+        gaze_mode = (
+            "absolute (both tracks calibrated)"
+            if _calibrated(source) and _calibrated(target)
+            else ("relative to the neutral frames")
+        )
+        src = _resolve_source_look_at(source, src, src_pos)
     # The target's own per-frame values where it has them, its reference frame's beyond its end.
     tgt_idx = np.searchsorted(target.frames, out_frames)
     has = (tgt_idx < target.n_frames) & (
@@ -176,8 +192,12 @@ def transfer(
         for j, n in enumerate(layout.EXPRESSION):
             new[n] = rel[:, j]
     if mode in ("full", "gaze"):
+        absolute = gaze_mode.startswith("absolute")
         for names, lo, hi in ((layout.GAZE, -np.inf, np.inf), (layout.BLINK, 0.0, 1.0)):
-            vals = _matrix(src, names) - ref(source, si, names) + ref(target, ti, names)
+            if names == layout.GAZE and absolute:
+                vals = _matrix(src, names)
+            else:
+                vals = _matrix(src, names) - ref(source, si, names) + ref(target, ti, names)
             vals = np.clip(vals, lo, hi)
             for j, n in enumerate(names):
                 new[n] = vals[:, j]
@@ -185,6 +205,8 @@ def transfer(
     src_valid = src.get(layout.VALID, np.ones(n_frames, np.float32)) > 0.5
     for name, values in new.items():
         chans[name] = np.where(src_valid, values, chans[name]).astype(np.float32)
+    if mode in ("full", "gaze") and LOOK_WEIGHT in chans:  # the transferred gaze is not overridden
+        chans[LOOK_WEIGHT] = np.where(src_valid, 0.0, chans[LOOK_WEIGHT]).astype(np.float32)
     out = target.replace(
         frames=out_frames,
         channels=chans,
@@ -193,5 +215,30 @@ def transfer(
             "transfer": {"mode": mode, "source_reference": s_ref, "target_reference": t_ref},
         },
     )
-    report = TransferReport(mode, s_ref, t_ref, [int(f) for f in out_frames[~src_valid]], n_frames)
+    report = TransferReport(mode, s_ref, t_ref, [int(f) for f in out_frames[~src_valid]], n_frames, gaze_mode)
     return out, report
+
+
+def _calibrated(track: FaceTrack) -> bool:
+    """The track carries an estimated eye calibration (not the face model's centres)."""
+    return track.eyes is not None and not track.eyes.fallback
+
+
+def _resolve_source_look_at(
+    source: FaceTrack, src: dict[str, npt.NDArray[np.float32]], positions: npt.NDArray[np.float64]
+) -> dict[str, npt.NDArray[np.float32]]:
+    """The sampled source channels with its look-at control baked into the gaze channels."""
+    if LOOK_WEIGHT not in src or not np.any(src[LOOK_WEIGHT] > 0):
+        return src
+    if source.eyes is None:
+        raise ValueError(
+            "the source track drives its gaze with a look-at target but has no eye calibration (eyeball "
+            "centres) to resolve it with; re-track it with this dvp"
+        )
+    frames = [int(round(float(p))) for p in positions]
+    gaze = resolved_gaze(src, source.eyes.centres, frames)
+    out = dict(src)
+    if gaze is not None:
+        for j, n in enumerate(layout.GAZE):
+            out[n] = gaze[:, j].astype(np.float32)
+    return out

@@ -26,6 +26,18 @@ def test_track_and_overlay_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert t.metadata["controls"]["names"], "named controls travel with the track"
     assert main(["track", str(SAMPLE), "-o", str(out), "--frames", "5"]) == 2  # exists: refuse
     assert main(["track", str(SAMPLE), "-o", str(tmp_path / "t.json")]) == 2
+    # re-track a stretch into the track: the others frames stay, the stretch is re-solved from frame 5's values
+    upd = tmp_path / "u.npz"
+    assert main(["track", str(SAMPLE), "--frames", "7-8", "--update", str(out), "-o", str(upd), "-q",
+                 "--smooth-group", "pose=1"]) == 0  # fmt: skip
+    u = FaceTrack.load(upd)
+    np.testing.assert_array_equal(u.frames, [5, 6, 7, 8])
+    np.testing.assert_array_equal(u.channel("head.ry")[:2], t.channel("head.ry")[:2])
+    assert np.abs(u.channel("head.ry")[2:] - t.channel("head.ry")[2:]).max() < 2.0
+    assert u.metadata["updates"] == ["7-8"]
+    assert (
+        main(["track", str(SAMPLE), "--update", str(out), "-o", str(tmp_path / "v.npz")]) == 2
+    )  # no --frames
     ov = tmp_path / "ov"
     assert main(["overlay", str(out), str(SAMPLE), "-o", str(ov), "--frames", "6", "--no-detect", "-q"]) == 0
     img, _ = read_image(ov / "overlay.0006.png")

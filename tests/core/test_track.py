@@ -55,7 +55,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     # readable with numpy alone, without pickle
     with np.load(path, allow_pickle=False) as data:
         header = json.loads(data["header"].tobytes())
-    assert header["schema"] == "FaceTrack.1"
+    assert header["schema"] == "FaceTrack.2"
     assert header["rate"] == [24000, 1001]
 
 

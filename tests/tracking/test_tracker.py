@@ -20,6 +20,7 @@ from dvp_engine.tracking.tracker import (
     TrackerSettings,
     default_intrinsics,
     from_packed,
+    interpolate_lost,
     smooth_params,
     to_packed,
 )
@@ -68,7 +69,7 @@ class _Replay:
         return o
 
 
-def test_lost_frames_are_flagged_held_and_tracking_recovers(model):
+def test_lost_frames_are_flagged_interpolated_and_tracking_recovers(model):
     packed, images, obs, intr = _scene(model, 7)
     images[2] = np.zeros_like(images[2])  # black frame: the source finds no face
     obs[2] = FrameObservation(None, 0.0, message="no face found (the frame is black)")
@@ -77,8 +78,10 @@ def test_lost_frames_are_flagged_held_and_tracking_recovers(model):
     tr = Tracker(model, 160, 160, TrackerSettings(identity_keyframes=0), intr)
     res = tr.track(images, obs)
     assert res.valid.tolist() == [True, True, False, True, False, True, True]
-    np.testing.assert_array_equal(res.params[2], res.params[1])  # held, not invented
-    np.testing.assert_array_equal(res.params[4], res.params[3])
+    # interpolated from the neighbouring good frames (not held, not zeroed)
+    np.testing.assert_allclose(res.params[2], (res.params[1] + res.params[3]) / 2, atol=1e-12)
+    np.testing.assert_allclose(res.params[4], (res.params[3] + res.params[5]) / 2, atol=1e-12)
+    assert not np.allclose(res.params[2], res.params[1])
     assert res.confidence[2] == 0.0 and res.confidence[4] == 0.0
     assert "black" in res.messages[2] and "landmark error" in res.messages[4]
     got, _ = from_packed(res.params)
@@ -248,3 +251,55 @@ def test_device_code_runs_on_a_strict_stand_in_for_cupy(model, monkeypatch: pyte
     np.testing.assert_allclose(out["cuda"].params, out["cpu"].params, atol=1e-9)
     np.testing.assert_array_equal(out["cuda"].valid, out["cpu"].valid)
     assert not out["cuda"].valid[3] and out["cuda"].valid[[0, 1, 2, 4]].all()
+
+
+def test_interpolate_lost_frames_between_neighbours_and_hold_at_the_ends():
+    p = np.arange(8, dtype=np.float64)[:, None] * np.array([[1.0, -2.0]])
+    valid = np.array([False, True, True, False, False, True, True, False])
+    out = interpolate_lost(p * np.where(valid, 1.0, 0.0)[:, None], valid)
+    np.testing.assert_allclose(out[3:5], p[3:5])  # linear between frames 2 and 5
+    np.testing.assert_allclose(out[0], p[1])  # before the first good frame: held
+    np.testing.assert_allclose(out[7], p[6])  # after the last: held
+    np.testing.assert_allclose(out[valid], p[valid])
+
+
+def test_update_re_tracks_a_stretch_into_an_existing_track(model):
+    packed, images, obs, intr = _scene(model, 8)
+    numbers = list(range(1001, 1009))
+    full = track_video("synthetic", images=images, frame_numbers=numbers, landmark_source=_Replay(obs),
+                       identity_keyframes=2, intrinsics=intr, model=model)  # fmt: skip
+    bad = full.replace()
+    bad.channels["head.ry"][3:6] += 20.0  # an artist's bad stretch, 1004-1006
+    bad.metadata["lost_frames"] = {"1005": "no face found"}
+    out = track_video("synthetic", images=images[3:6], frame_numbers=numbers[3:6], landmark_source=_Replay(obs[3:6]),
+                      model=model, update=bad)  # fmt: skip
+    assert out.frames.tolist() == numbers
+    np.testing.assert_array_equal(out.identity, bad.identity)  # kept, no identity mode
+    for n in bad.channels:  # frames outside the stretch are untouched
+        np.testing.assert_array_equal(out.channels[n][[0, 1, 2, 6, 7]], bad.channels[n][[0, 1, 2, 6, 7]])
+    # the stretch is re-solved: back within a degree of the first track (and of the truth)
+    assert np.abs(out.channels["head.ry"][3:6] - full.channels["head.ry"][3:6]).max() < 1.0
+    truth = np.rad2deg(packed[3:6, 1])
+    assert np.abs(out.channels["head.ry"][3:6] - truth).max() < 1.5
+    assert out.metadata["updates"] == ["1004-1006"] and out.metadata["lost_frames"] == {}
+    with pytest.raises(InputError, match="is 160x160, the footage 80x80"):
+        small = [img[::2, ::2] for img in images[3:6]]
+        track_video("synthetic", images=small, frame_numbers=numbers[3:6], landmark_source=_Replay(obs[3:6]),
+                    model=model, update=bad)  # fmt: skip
+
+
+def test_a_real_blink_closes_the_blink_channel():
+    """lp_d6 frames 391-395 (movie numbering) are shut, 385-390 open (checked by eye, tests/tracking/test_eyes.py)."""
+    clip = SHARED_DATA / "lp_d6.mp4"
+    if not clip.is_file():
+        pytest.skip(f"{clip} not found")
+    pytest.importorskip("dlib")
+    out = {}
+    for w in (0.0, S.SolverSettings().w_blink_obs):
+        st = TrackerSettings(solver=S.SolverSettings(w_blink_obs=w))
+        track = track_video(clip, frames="361-400", identity_keyframes=2, settings=st)
+        blink = np.stack([track.channel("blink.left"), track.channel("blink.right")], 1)
+        out[w] = (blink[[32, 33]].min(), blink[24:30].max())  # frames 393-394 and 385-390
+    shut, opened = out[S.SolverSettings().w_blink_obs]
+    assert shut > 0.6 and opened < 0.35, out
+    assert shut > out[0.0][0] + 0.1, out  # the landmarks' eye aspect ratio is what closes it

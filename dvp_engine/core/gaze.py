@@ -1,0 +1,223 @@
+"""Eyes in the data model: the per-actor eye calibration a track carries, and the look-at control (numpy only).
+
+**Eye calibration** (:class:`EyeCalibration`): the actor's eyeball centres in the face model's frame (metres,
+model frame: +x the actor's left, +y down, the face looking toward -z) and the eyeball radius, estimated by the
+tracker from the clip (docs/tracker.md, "Eye calibration"). Gaze angles are measured from these centres, so
+gaze 0 means "looks along the face's forward axis" (-z of the head). A track without a calibration (older
+tracks, or a clip the tracker could not calibrate) uses the face model's fixed centres, as before.
+
+**Look-at** (:data:`LOOK_AT`): four auxiliary channels, not part of the packed vector:
+
+* ``look.x look.y look.z``: a gaze target in the OpenCV camera frame (metres; x right, y down, z forward);
+* ``look.weight``: 0..1, how much the target drives the eyes: the rendered gaze per eye is
+  ``(1 - w) * gaze + w * look_at_angles(target)`` (angles in degrees, blended linearly per axis).
+
+Both eyes turn toward the one target, so the eyes converge on a near target (vergence). A target behind the
+face (not in front of an eyeball along the face's forward axis) is an error naming the frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from . import layout
+from .errors import InputError, SchemaError
+from .rotation import euler_to_matrix
+
+F64 = npt.NDArray[np.float64]
+
+LOOK_AT: Final = layout.LOOK_AT
+"""Look-at channels: target point in the camera frame (metres) and the blend weight (0..1)."""
+LOOK_X, LOOK_Y, LOOK_Z, LOOK_WEIGHT = LOOK_AT
+LOOK_TARGET: Final = (LOOK_X, LOOK_Y, LOOK_Z)
+
+CALIBRATION_METHODS: Final = ("camera", "forward", "model")
+"""How an :class:`EyeCalibration` was made: ``camera`` (the actor mostly fixates the lens), ``forward`` (the
+actor's eyes point, on average, along the face's forward axis) or ``model`` (the face model's fixed centres:
+the fallback when the clip cannot calibrate)."""
+
+
+@dataclass(frozen=True)
+class EyeCalibration:
+    """The actor's eyeballs relative to the fitted face.
+
+    Attributes:
+        centres: ``(2, 3)`` eyeball centres (actor's left, right) in the face model's frame, metres.
+        radius: eyeball radius in metres (centre to pupil).
+        method: one of :data:`CALIBRATION_METHODS`.
+        frames_used: how many frames' pupils the estimate used (0 for ``model``).
+        note: why the tracker fell back to the model's centres, or a warning about the estimate.
+        offsets: ``(2, 3)`` centres minus the face model's centres, metres (for reports).
+    """
+
+    centres: F64
+    radius: float
+    method: str
+    frames_used: int = 0
+    note: str = ""
+    offsets: F64 | None = None
+
+    def __post_init__(self) -> None:
+        c = np.asarray(self.centres, np.float64).reshape(2, 3)
+        object.__setattr__(self, "centres", c)
+        if self.offsets is not None:
+            object.__setattr__(self, "offsets", np.asarray(self.offsets, np.float64).reshape(2, 3))
+        if not np.all(np.isfinite(c)) or not math.isfinite(self.radius) or self.radius <= 0:
+            raise SchemaError(
+                f"eye calibration must have finite centres and a positive radius ({self.radius})"
+            )
+        if self.method not in CALIBRATION_METHODS:
+            raise SchemaError(f"eye calibration method {self.method!r} is not one of {CALIBRATION_METHODS}")
+
+    @property
+    def fallback(self) -> bool:
+        """True when the tracker used the face model's centres (too few pupils, or an implausible estimate)."""
+        return self.method == "model"
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict (the track header's ``eyes`` entry)."""
+        d: dict[str, Any] = {
+            "centres": [[round(float(v), 7) for v in row] for row in self.centres],
+            "radius": float(self.radius),
+            "method": self.method,
+            "frames_used": int(self.frames_used),
+            "note": self.note,
+        }
+        if self.offsets is not None:
+            d["offsets"] = [[round(float(v), 7) for v in row] for row in self.offsets]
+        return d
+
+    @classmethod
+    def from_json(cls, d: Mapping[str, Any]) -> EyeCalibration:
+        """Inverse of :meth:`to_json`; :class:`SchemaError` on malformed entries."""
+        try:
+            return cls(
+                centres=np.asarray(d["centres"], np.float64),
+                radius=float(d["radius"]),
+                method=str(d["method"]),
+                frames_used=int(d.get("frames_used", 0)),
+                note=str(d.get("note", "")),
+                offsets=None if d.get("offsets") is None else np.asarray(d["offsets"], np.float64),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed eye calibration ({exc})") from exc
+
+
+def eye_centres(calibration: EyeCalibration | None, model_centres: npt.ArrayLike) -> F64:
+    """``(2, 3)`` eyeball centres to use: the calibration's, else the face model's ``model_centres``."""
+    if calibration is not None:
+        return np.asarray(calibration.centres, np.float64)
+    return np.asarray(model_centres, np.float64).reshape(2, 3)
+
+
+def look_at_angles(
+    rotation: npt.ArrayLike,
+    translation: npt.ArrayLike,
+    centres: npt.ArrayLike,
+    target: npt.ArrayLike,
+    frames: Sequence[int] | None = None,
+) -> F64:
+    """Per-eye gaze angles that point both eyes at a target (with vergence).
+
+    Args:
+        rotation: ``(F, 3, 3)`` head rotation matrices (model -> camera) or ``(F, 3)`` Euler angles in
+            degrees (``head.rx head.ry head.rz``).
+        translation: ``(F, 3)`` head translation, metres (camera frame).
+        centres: ``(2, 3)`` eyeball centres (actor's left, right), model frame, metres.
+        target: ``(F, 3)`` or ``(3,)`` target points, camera frame, metres.
+        frames: frame numbers for error messages (default 0..F-1).
+
+    Returns:
+        ``(F, 4)`` degrees: left yaw, left pitch, right yaw, right pitch (the ``gaze.*`` channel order), with
+        ``d = (sin(yaw) cos(pitch), sin(pitch), -cos(yaw) cos(pitch))`` the unit direction from each eyeball
+        centre to the target in the head frame.
+
+    Raises:
+        InputError: the target is behind the face (not in front of an eyeball along the face's forward axis)
+            or at an eyeball centre, naming the first such frame.
+    """
+    rot = np.asarray(rotation, np.float64)
+    if rot.ndim == 2:  # (F, 3) Euler degrees; matrices are always (F, 3, 3)
+        rot = euler_to_matrix(rot)
+    t = np.asarray(translation, np.float64).reshape(-1, 3)
+    n = t.shape[0]
+    if rot.shape != (n, 3, 3):
+        raise ValueError(f"look_at_angles: rotation shape {rot.shape} does not match {n} translations")
+    c = np.asarray(centres, np.float64).reshape(2, 3)
+    tgt = np.broadcast_to(np.asarray(target, np.float64).reshape(-1, 3), (n, 3))
+    eye_cam = np.einsum("fij,ej->fei", rot, c) + t[:, None]  # (F, 2, 3)
+    v_head = np.einsum("fji,fej->fei", rot, tgt[:, None] - eye_cam)  # R^T (target - eye), (F, 2, 3)
+    dist = np.linalg.norm(v_head, axis=-1)
+    numbers = list(frames) if frames is not None else list(range(n))
+    bad = (dist < 1e-6) | (v_head[..., 2] >= -1e-9)
+    if bad.any():
+        f = int(np.flatnonzero(bad.any(axis=1))[0])
+        raise InputError(
+            f"look-at target {tuple(round(float(v), 4) for v in tgt[f])} m (camera frame) is behind the face "
+            "or at an eyeball: it must be in front of the eyes (the face looks toward the camera, -z of the head)",
+            frame=int(numbers[f]),
+        )
+    d = v_head / dist[..., None]
+    pitch = np.degrees(np.arcsin(np.clip(d[..., 1], -1.0, 1.0)))
+    yaw = np.degrees(np.arctan2(d[..., 0], -d[..., 2]))
+    out = np.empty((n, 4))
+    out[:, 0::2] = yaw
+    out[:, 1::2] = pitch
+    return out
+
+
+def plate_point_to_camera(
+    u: float, v: float, depth: float, intrinsics: Sequence[float]
+) -> tuple[float, float, float]:
+    """The camera-frame point (metres) seen at plate pixel ``(u, v)`` at camera-frame depth ``depth`` (z)."""
+    fx, fy, cx, cy = (float(x) for x in intrinsics)
+    if not (math.isfinite(depth) and depth > 0):
+        raise InputError(f"look-at depth must be a positive number of metres, got {depth}")
+    return ((u - cx) / fx * depth, (v - cy) / fy * depth, float(depth))
+
+
+def resolved_gaze(
+    channels: Mapping[str, npt.ArrayLike],
+    centres: npt.ArrayLike,
+    frames: Sequence[int] | None = None,
+) -> F64 | None:
+    """The gaze channels with the look-at blend applied, ``(F, 4)`` degrees, or None without look-at channels.
+
+    Args:
+        channels: a track's channels (``head.*``, ``gaze.*`` and, if present, :data:`LOOK_AT`).
+        centres: ``(2, 3)`` eyeball centres (:func:`eye_centres`).
+        frames: frame numbers for error messages.
+
+    Raises:
+        InputError: a weight outside [0, 1], or a target behind the face where its weight is above 0.
+    """
+    if LOOK_WEIGHT not in channels:
+        return None
+    w = np.asarray(channels[LOOK_WEIGHT], np.float64).reshape(-1)
+    gaze = np.stack([np.asarray(channels[g], np.float64).reshape(-1) for g in layout.GAZE], axis=1)
+    numbers = list(frames) if frames is not None else list(range(len(w)))
+    outside = (w < 0.0) | (w > 1.0)
+    if outside.any():
+        f = int(np.flatnonzero(outside)[0])
+        raise InputError(f"{LOOK_WEIGHT} must be in [0, 1], got {w[f]:g}", frame=int(numbers[f]))
+    on = np.flatnonzero(w > 0.0)
+    if on.size == 0:
+        return gaze
+    missing = [n for n in LOOK_TARGET if n not in channels]
+    if missing:
+        raise InputError(f"{LOOK_WEIGHT} is set but the track has no {', '.join(missing)} channel")
+    euler = np.stack([np.asarray(channels[n], np.float64).reshape(-1)[on] for n in layout.HEAD_ROTATION], 1)
+    trans = np.stack(
+        [np.asarray(channels[n], np.float64).reshape(-1)[on] for n in layout.HEAD_TRANSLATION], 1
+    )
+    tgt = np.stack([np.asarray(channels[n], np.float64).reshape(-1)[on] for n in LOOK_TARGET], 1)
+    look = look_at_angles(euler_to_matrix(euler), trans, centres, tgt, [numbers[i] for i in on])
+    out = gaze.copy()
+    out[on] = (1.0 - w[on, None]) * gaze[on] + w[on, None] * look
+    return out
