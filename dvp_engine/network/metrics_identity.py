@@ -16,7 +16,6 @@ Images are ``(N, H, W, 3)`` uint8 sRGB or torch ``(N, 3, H, W)`` float sRGB [0, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -193,7 +192,7 @@ def identity_distances(
 
 
 def mean_descriptor(
-    describer: FaceDescriber, images: Any, hints: Sequence[Any] | None = None
+    describer: FaceDescriber, images: Any, hints: npt.ArrayLike | None = None
 ) -> npt.NDArray[np.float64]:
     """Mean descriptor ``(128,)`` of the images that have one (an actor's reference); NaN if none has."""
     desc = describer.describe(images, None if hints is None else np.asarray(hints))
