@@ -185,7 +185,9 @@ def test_eval_cross_reenactment_reports_identity_and_controllability(job: Path, 
     assert (tmp_path / "contact_sheet.png").is_file()
 
 
-def test_eval_bad_inputs_name_the_problem(job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_bad_inputs_name_the_problem(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import shutil
 
     model = tmp_path / "model"
