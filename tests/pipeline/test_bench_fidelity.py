@@ -57,3 +57,22 @@ def test_bench_refuses_a_clip_shorter_than_20_frames(
     err = capsys.readouterr().err
     assert "wda_kh.mp4" in err and "12 frames" in err and "at least 20" in err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_demo_and_the_bench_read_one_budget(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`make demo` trains exactly the bench's `demo` budget: tools/demo.py passes DEMO's arguments to dvp."""
+    from dvp_engine.pipeline.budgets import BUDGETS, DEMO
+
+    spec = importlib.util.spec_from_file_location("demo_tool", REPO / "tools" / "demo.py")
+    assert spec is not None and spec.loader is not None
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    seen: list[list[str]] = []
+    monkeypatch.setattr(demo, "dvp", lambda argv: seen.append(argv) or 1)
+    monkeypatch.setattr(sys, "argv", ["demo.py", "--out", str(tmp_path)])
+    assert demo.main() == 1
+    (argv,) = seen
+    want = DEMO.dvp_train_args()
+    start = argv.index("--size")
+    assert argv[start : start + len(want)] == want
+    assert BUDGETS["demo"] is DEMO
