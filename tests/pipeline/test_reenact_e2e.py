@@ -217,6 +217,15 @@ def test_eval_bad_inputs_name_the_problem(
     err = capsys.readouterr().err
     assert "short.npz" in err and "15 frames" in err and "at least 20" in err
     assert not (tmp_path / "e3" / "report.json").exists()
+    # cross-reenactment with a track of another plate size, and with a track that is not there
+    small = target.replace(width=256, height=256)
+    small.save(tmp_path / "small.npz")
+    args = ["eval", "--model", str(job / "model"), "-o", str(tmp_path / "e4"), "-q", "--track"]
+    assert main([*args, str(tmp_path / "small.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "small.npz" in err and "does not hold the model's crop" in err
+    assert main([*args, str(tmp_path / "nothing.npz")]) == 1
+    assert "nothing.npz" in capsys.readouterr().err
 
 
 def test_train_with_a_shorter_video_names_the_missing_frames(
