@@ -111,6 +111,14 @@ class Scorer:
             **counts,
         }
 
+    def _tracker_device(self) -> str:
+        """``cuda`` when evaluating on a GPU and CuPy sees it, else ``cpu``."""
+        if not self.device.startswith("cuda"):
+            return "cpu"
+        from dvp_engine.tracking.xp import cuda_available
+
+        return "cuda" if cuda_available() else "cpu"
+
     def retrack_side(self) -> int:
         """Side in pixels of the images the re-tracker sees."""
         return max(self.framing.size, min(self.framing.side, RETRACK_SIDE))
@@ -130,7 +138,7 @@ class Scorer:
             self.track.identity,
             self.track.reflectance,
             model=self.model,
-            device=self.device if self.device.startswith("cuda") else "cpu",
+            device=self._tracker_device(),
         )
         block = control_errors(asked, res.params, res.valid, self.model, self.track.identity, frames)
         block["source"] = f"re-tracked at {side} px"
