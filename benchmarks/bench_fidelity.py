@@ -22,6 +22,7 @@ the wall time of each stage as it finishes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -69,7 +70,8 @@ def machine(device: str) -> dict[str, Any]:
 
 
 def _run(args: list[str], stage: str, clip: str) -> None:
-    code = dvp([*args, "-q"])
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the benchmark's JSON alone
+        code = dvp([*args, "-q"])
     if code:
         raise DvpError(f"{stage} failed (dvp exit code {code}); see the messages above", path=clip)
 
