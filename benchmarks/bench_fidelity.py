@@ -141,7 +141,8 @@ def bench_clip(
         sel = ["--frames", frames] if frames else []
         _run(["track", str(clip), "-o", str(track), "--device", device, *sel], "tracking", str(clip))
         seconds["track"] = round(time.perf_counter() - t0, 2)
-    print(f"[{name} {budget.name}] track: {seconds['track']} s", file=sys.stderr, flush=True)
+    took = seconds["track"] if seconds["track"] == "reused" else f"{seconds['track']} s"
+    print(f"[{name} {budget.name}] track: {took}", file=sys.stderr, flush=True)
     tag = budget.name + "".join(a.replace("-", "").replace("=", "_") for a in extra)
     model = folder / f"model_{tag}"
     trained = train(track, clip, model, budget, extra, device)
