@@ -1,7 +1,8 @@
 """`make demo`: the main job on the bundled sample clip, on the CPU in well under 20 minutes.
 
 1. track the 200-frame public-domain sample clip (dvp_engine/data/sample/wda_kh.mp4);
-2. train a small space-time network of its speaker (128 x 128, 900 iterations at batch 4, about 10 minutes) on the first 90 % of
+2. train a small space-time network of its speaker (dvp_engine.pipeline.budgets.DEMO: 128 x 128, 900
+   iterations at batch 4, about 10 minutes) on the first 90 % of
    the frames — the last 20 frames (181-200) are held out and never trained on;
 3. edit the held-out frames: a head turn (head.ry ramps to +15 degrees) and a gaze change (both eyes ramp to
    20 degrees toward image right), written as a curve file like the ones the Nuke and Blender adapters export;
@@ -24,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from dvp_engine.cli.main import main as dvp  # noqa: E402
 from dvp_engine.core import Curve, CurveSet, Key  # noqa: E402
+from dvp_engine.pipeline.budgets import DEMO, FULL  # noqa: E402
 
 SAMPLE = ROOT / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
 HELD_OUT = (181, 200)
@@ -55,11 +57,8 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     curves = args.out / "demo_edits.json"
     edit_curves().save(curves)
-    if args.full:
-        size, ngf, batch, iters = 256, 64, 16, 31000
-    else:
-        size, ngf, batch, iters = 128, 32, 4, 900
-    iters = args.iters or iters
+    budget = FULL if args.full else DEMO  # the one definition, shared with benchmarks/bench_fidelity.py
+    iters = args.iters or budget.iters
     t0 = time.time()
     code = dvp(
         [
@@ -69,10 +68,7 @@ def main() -> int:
             "--mode", "full",
             "--curves", str(curves),
             "--frames", f"{HELD_OUT[0]}-{HELD_OUT[1]}",
-            "--size", str(size),
-            "--ngf", str(ngf),
-            "--batch", str(batch),
-            "--iters", str(iters),
+            *budget.dvp_train_args(iters),
             "--device", args.device,
             "-o", str(args.out),
         ]

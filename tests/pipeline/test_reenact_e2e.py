@@ -144,6 +144,88 @@ def test_eval_reports_model_and_baselines(job: Path, tmp_path: Path) -> None:
     assert all(f not in held for f in report["nearest_neighbour"]["retrieved_frames"])
     assert report["contact_sheet_rows"][-1] == "ground truth"
     assert (tmp_path / "contact_sheet.png").is_file()
+    # issue 12: every method has region, detail, identity and controllability blocks
+    for key in ("model", "nearest_neighbour", "single_frame", "mean_frame"):
+        m = report[key]
+        for region in ("face", "mouth", "eyes"):
+            assert 0 < m[region]["psnr"] < 100 and m[region]["l1"] >= 0, (key, region)
+        assert m["sharpness"] > 0 and -1 <= m["hf_fidelity"] <= 1
+        assert m["identity"]["frames"] == 3
+        assert key in report["summary"]
+    assert report["mean_frame"]["controllability"] is None
+    nn_ctl = report["nearest_neighbour"]["controllability"]
+    assert nn_ctl["no_face"] == 0 and nn_ctl["rotation_deg"] >= 0
+    # a 3-iteration model draws no face: its frames are counted, not a crash
+    ctl = report["model"]["controllability"]
+    assert ctl["frames"] == 3 and 0 <= ctl["no_face"] <= 3
+    floor = report["retrack_floor"]  # the ground truth re-tracked: the re-tracker's own error
+    assert floor["no_face"] == 0 and floor["rotation_deg"] < 5.0, floor
+    # the face boxes lie inside the 64 px frames and around the face (not the whole frame)
+    for x0, y0, x1, y1 in report["face_boxes"]:
+        assert 0 <= x0 < x1 <= 64 and 0 <= y0 < y1 <= 64 and 10 < x1 - x0 < 60
+    sheet, _ = read_image(tmp_path / "contact_sheet.png")
+    assert sheet.shape[0] == 6 * 66 - 2  # input, model, single frame, retrieval, mean frame, ground truth
+    assert sheet.shape[1] == 3 * 130 - 2  # three held-out frames, each 64 px + its 64 px face crop
+
+
+def test_eval_cross_reenactment_reports_identity_and_controllability(job: Path, tmp_path: Path) -> None:
+    edited = job / "work" / "reenacted.npz"
+    code = main(["eval", "--model", str(job / "model"), "--track", str(edited), "--frames", "19-22",
+                 "-o", str(tmp_path), "-q"])  # fmt: skip
+    assert code == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["mode"] == "cross_reenactment" and report["frames"] == [19, 20, 21, 22]
+    assert "psnr" not in report["model"]  # no ground truth
+    assert report["identity_matches_target"] is True
+    nn = report["nearest_neighbour"]
+    assert nn["identity"]["distance"] < 0.6  # retrieval shows the actor's own frames
+    assert nn["controllability"]["rotation_axes_deg"]["head.ry"] > 5.0  # the +10 degree turn was never filmed
+    assert report["model"]["controllability"]["frames"] == 4
+    assert 0 <= report["reference_spread"] < 0.6
+    assert (tmp_path / "contact_sheet.png").is_file()
+
+
+def test_eval_bad_inputs_name_the_problem(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(job / "model", model, ignore=shutil.ignore_patterns("cache"))
+    info_path = model / "dvp_model.json"
+    info = json.loads(info_path.read_text())
+    # the track is gone
+    info["track"] = str(tmp_path / "gone.npz")
+    info_path.write_text(json.dumps(info))
+    assert main(["eval", "--model", str(model), "-o", str(tmp_path / "e1"), "-q"]) == 1
+    assert "gone.npz" in capsys.readouterr().err
+    # the track was replaced by one of another identity
+    target = FaceTrack.load(job / "work" / "target.npz")
+    other = target.replace(identity=target.identity + 0.5)
+    other.save(tmp_path / "other.npz")
+    info["track"] = str(tmp_path / "other.npz")
+    info_path.write_text(json.dumps(info))
+    assert main(["eval", "--model", str(model), "-o", str(tmp_path / "e2"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "other.npz" in err and "does not match" in err and "identity" in err
+    # a clip shorter than 20 frames
+    short = target.select([int(f) for f in target.frames[:15]])
+    short.save(tmp_path / "short.npz")
+    info["track"] = str(tmp_path / "short.npz")
+    info_path.write_text(json.dumps(info))
+    assert main(["eval", "--model", str(model), "-o", str(tmp_path / "e3"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "short.npz" in err and "15 frames" in err and "at least 20" in err
+    assert not (tmp_path / "e3" / "report.json").exists()
+    # cross-reenactment with a track of another plate size, and with a track that is not there
+    small = target.replace(width=256, height=256)
+    small.save(tmp_path / "small.npz")
+    args = ["eval", "--model", str(job / "model"), "-o", str(tmp_path / "e4"), "-q", "--track"]
+    assert main([*args, str(tmp_path / "small.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "small.npz" in err and "does not hold the model's crop" in err
+    assert main([*args, str(tmp_path / "nothing.npz")]) == 1
+    assert "nothing.npz" in capsys.readouterr().err
 
 
 def test_train_with_a_shorter_video_names_the_missing_frames(

@@ -1,0 +1,62 @@
+"""Named training budgets: the one place the demo's (and the benchmarks') training settings are written down.
+
+``tools/demo.py`` (``make demo``) trains with :data:`DEMO` (``--full``: :data:`FULL`), and
+``benchmarks/bench_fidelity.py`` trains each clip under a budget chosen by name from :data:`BUDGETS`, so the
+fidelity benchmark's ``demo`` rows measure exactly what ``make demo`` trains. Change the demo's size, width,
+batch, iterations or architecture here.
+
+A budget is bounded by iterations or, when ``seconds`` is set, by training wall time: the benchmark trains
+``calibrate`` iterations, measures the time per iteration, and resumes to the iteration count that fills the
+remaining time (the schedule is then the one of that iteration count).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrainBudget:
+    """Training settings of a named budget.
+
+    Attributes:
+        name: the budget's name (``demo``, ``gpu-5min`` ...).
+        size: network resolution S (pixels).
+        ngf: generator / discriminator base width.
+        batch: batch size.
+        iters: total iterations (for a time-bounded budget: an upper bound).
+        seconds: training wall-time bound, or None for an iteration budget.
+        calibrate: iterations of the timing run of a time-bounded budget.
+        device: what the budget is meant for (``cpu`` or ``cuda``; documentation and the benchmark's default).
+        train_args: further ``dvp train`` arguments, e.g. ``("--arch", "paper")``.
+    """
+
+    name: str
+    size: int
+    ngf: int
+    batch: int
+    iters: int
+    seconds: float | None = None
+    calibrate: int = 50
+    device: str = "cpu"
+    train_args: tuple[str, ...] = field(default_factory=tuple)
+
+    def dvp_train_args(self, iters: int | None = None) -> list[str]:
+        """``dvp train`` / ``dvp reenact`` arguments: ``--size --ngf --batch --iters`` and :attr:`train_args`."""
+        n = self.iters if iters is None else iters
+        return [
+            "--size", str(self.size), "--ngf", str(self.ngf), "--batch", str(self.batch), "--iters", str(n),
+            *self.train_args,
+        ]  # fmt: skip
+
+
+DEMO = TrainBudget("demo", size=128, ngf=32, batch=4, iters=900)
+"""``make demo``: 128 px, width 32, batch 4, 900 iterations (about 10 minutes on two CPU cores)."""
+FULL = TrainBudget("full", size=256, ngf=64, batch=16, iters=31000, device="cuda")
+"""``tools/demo.py --full`` and the paper: 256 px, width 64, batch 16, 31,000 iterations (a GPU)."""
+GPU_5MIN = TrainBudget("gpu-5min", size=256, ngf=64, batch=16, iters=31000, seconds=300.0, device="cuda")
+"""Five minutes of training on one GPU at the paper's size, width and batch."""
+TINY = TrainBudget("tiny", size=64, ngf=8, batch=2, iters=3)
+"""Seconds of training: for tests of the benchmark itself (the numbers mean nothing)."""
+
+BUDGETS: dict[str, TrainBudget] = {b.name: b for b in (DEMO, FULL, GPU_5MIN, TINY)}
