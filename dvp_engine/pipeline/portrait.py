@@ -210,8 +210,7 @@ def conditioning_frames(
 
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.render.camera import Camera
-    from dvp_engine.render.cli_support import eyeball_follows_face
-    from dvp_engine.render.conditioning import render_conditioning
+    from dvp_engine.render.conditioning import eyeball_follows_face, render_conditioning
 
     model = load_default_model()
     camera = Camera.from_intrinsics(framing.intrinsics(track.intrinsics), framing.size, framing.size)
@@ -537,8 +536,8 @@ def render_portrait(
     from dvp_engine.io.output import output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
-    from dvp_engine.network.data import gather_windows, window_indices
     from dvp_engine.network.infer import resolve_device
+    from dvp_engine.render.volume import gather_windows, window_indices
 
     if output_size not in OUTPUT_SIZES:
         raise ValueError(f"output_size must be one of {', '.join(OUTPUT_SIZES)}, got {output_size!r}")

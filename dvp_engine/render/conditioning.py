@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from dvp_engine.core import layout
+from dvp_engine.core.track import FaceTrack
 from dvp_engine.facemodel import FaceModel
 
 from .camera import Camera, RenderInputError, apply_pose, euler_to_matrix, gaze_direction
 from .rasterize import Rasterization, rasterize_pixels
 from .shading import sh_shade, vertex_normals
+from .volume import gather_windows, window_indices
 
 __all__ = [
     "CHANNELS_PER_FRAME",
@@ -43,6 +45,7 @@ __all__ = [
     "build_volumes",
     "correspondence_codes",
     "eye_fill_triangles",
+    "eyeball_follows_face",
     "render_conditioning",
 ]
 
@@ -429,6 +432,12 @@ class ConditioningRenderer:
 _RENDERERS: dict[tuple[int, str, torch.dtype], ConditioningRenderer] = {}
 
 
+def eyeball_follows_face(track: FaceTrack) -> bool:
+    """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
+    the pupils where the tracker did."""
+    return bool(track.tracker_setting("eyeball_follows_face", False))
+
+
 def render_conditioning(
     model: FaceModel,
     params: Any,
@@ -485,6 +494,4 @@ def build_volumes(frames_cond: Any, indices: Sequence[int] | torch.Tensor, nw: i
         raise RenderInputError(f"window indices must be in 0..{n_frames - 1}, got {idx.tolist()}")
     if idx.numel() == 0:
         return torch.zeros(0, nw * CHANNELS_PER_FRAME, fc.shape[2], fc.shape[3], device=fc.device)
-    from dvp_engine.network.data import gather_windows, window_indices
-
     return gather_windows(fc, [window_indices(i, nw) for i in idx.tolist()], fc.device)
