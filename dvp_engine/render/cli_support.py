@@ -28,7 +28,7 @@ from dvp_engine.core.track import FaceTrack
 from dvp_engine.facemodel import FaceModel, load_default_model
 
 from .camera import Camera, size_tuple
-from .conditioning import ConditioningRenderer
+from .conditioning import ConditioningRenderer, eyeball_follows_face
 
 __all__ = ["CHANNEL_NAMES", "RenderSummary", "render_conditioning_sequence"]
 
@@ -51,12 +51,6 @@ class RenderSummary:
     written: list[Path] = field(default_factory=list)
     empty_frames: list[int] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)
-
-
-def eyeball_follows_face(track: FaceTrack) -> bool:
-    """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
-    the pupils where the tracker did."""
-    return bool(track.tracker_setting("eyeball_follows_face", False))
 
 
 def render_conditioning_sequence(
