@@ -45,7 +45,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=256, help="network resolution when training (256)")
     p.add_argument("--iters", type=int, default=31000, help="training iterations (31000)")
     p.add_argument("--batch", type=int, default=16, help="training batch (16)")
-    p.add_argument("--ngf", type=int, default=64, help="generator base width (64)")
+    p.add_argument(
+        "--arch", choices=("fast", "paper"), default="fast", help="network architecture when training (fast)"
+    )
+    p.add_argument("--ngf", type=int, help="generator base width (default: fast 32, paper 64)")
     p.add_argument("--seed", type=int, default=0)
     add_framing(p)
     p.add_argument(
@@ -74,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
         iters=args.iters,
         batch=args.batch,
         ngf=args.ngf,
+        arch=args.arch,
         frames=list(frames) if frames is not None else None,
         source_reference=args.source_reference,
         target_reference=args.target_reference,

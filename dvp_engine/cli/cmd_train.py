@@ -36,10 +36,17 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=int, default=31000, help="total iterations (paper: 31000)")
     p.add_argument("--batch", type=int, default=16, help="batch size (paper: 16)")
     p.add_argument(
+        "--arch",
+        choices=("fast", "paper"),
+        default="fast",
+        help="network architecture: fast (default; background and texture inputs, learns far more per "
+        "iteration) or paper (the paper's U-Net, the reference); recorded in the checkpoints",
+    )
+    p.add_argument(
         "--ngf",
         type=int,
-        default=64,
-        help="generator and discriminator base width (paper: 64; smaller trains faster)",
+        default=None,
+        help="generator base width (default: fast 32, paper 64; smaller trains faster)",
     )
     p.add_argument(
         "--nw", type=int, default=11, help="frames in the space-time window (paper: 11; 1 = single frame)"
@@ -77,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
             iters=args.iters,
             batch=args.batch,
             ngf=args.ngf,
+            arch=args.arch,
             nw=args.nw,
             device=device,
             seed=args.seed,

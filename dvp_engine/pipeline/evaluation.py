@@ -94,6 +94,7 @@ def evaluate_model(
             iters=int(cfg["iters"]),
             batch=int(cfg["batch"]),
             ngf=int(cfg["ngf"]),
+            arch=str(cfg.get("arch", "paper")),
             nw=1,
             device=device,
             seed=int(cfg["seed"]),

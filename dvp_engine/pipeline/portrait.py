@@ -365,11 +365,12 @@ def train_portrait(
     size: int = 256,
     iters: int = 31000,
     batch: int = 16,
-    ngf: int = 64,
+    ngf: int | None = None,
     nw: int = 11,
     device: str = "auto",
     seed: int = 0,
     resume: bool = False,
+    arch: str = "fast",
     preview_every: int = 1000,
     checkpoint_every: int = 1000,
     log_every: int = 50,
@@ -384,12 +385,27 @@ def train_portrait(
     ``framing`` picks the square crop of the plate the network sees (:meth:`Framing.choose`; a resumed model keeps
     its own). Returns the last logged losses. ``resume`` continues from the model folder's latest checkpoint
     exactly.
+
+    ``arch`` names the architecture (:mod:`dvp_engine.network.arch`: ``fast``, the default, or ``paper``);
+    ``ngf`` defaults to the architecture's width (32 / 64). ``fast`` also takes the plate's background
+    estimate from the training frames (:func:`~dvp_engine.network.inputs.estimate_background`; a moving
+    background is logged and replaced by grey).
+
+    Raises:
+        DvpError: no tracked training frames, fewer than the ``fast`` background estimate needs, or a model
+            folder of the other architecture to resume.
     """
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
+    from dvp_engine.network.arch import ARCH_DEFAULTS, check_arch
     from dvp_engine.network.checkpoint import CheckpointError
     from dvp_engine.network.data import held_out_split
     from dvp_engine.network.infer import resolve_device
 
+    try:
+        check_arch(arch)
+    except ValueError as exc:
+        raise DvpError(str(exc)) from None
+    ngf = ARCH_DEFAULTS[arch]["ngf"] if ngf is None else ngf
     track = FaceTrack.load(track_path)
     model_dir.mkdir(parents=True, exist_ok=True)
     crop = Framing.choose(framing, track, size)
@@ -416,6 +432,26 @@ def train_portrait(
         raise DvpError(
             "no tracked frames to train on (the face was lost in every training frame)", path=track_path
         )
+    background = None
+    if arch == "fast":
+        from dvp_engine.network.inputs import MIN_BACKGROUND_FRAMES, estimate_background
+
+        if len(train_idx) < MIN_BACKGROUND_FRAMES:
+            raise DvpError(
+                f"the target clip is too short for the 'fast' architecture: {len(train_idx)} tracked training "
+                f"frames, its background estimate needs at least {MIN_BACKGROUND_FRAMES} (use a longer clip "
+                "or --arch paper)",
+                path=track_path,
+            )
+        masks = np.load(cond_path.parent / f"mask_{size}.npy", mmap_mode="r")
+        estimate = estimate_background(video[train_idx], masks[train_idx], label=str(source))
+        background = estimate.image
+        log.info(
+            "background estimate from %d frames: spread %.4f (%s)",
+            estimate.frames,
+            estimate.spread,
+            "used" if estimate.reliable else "unreliable, not used",
+        )
     dataset = PairDataset.from_sequence(cond, video, nw)
     train_set, held_set = dataset.subset(train_idx), dataset.subset(held_idx)
     info = ModelInfo(
@@ -430,9 +466,11 @@ def train_portrait(
     )
     info.save(model_dir)
     cfg = TrainConfig(
+        arch=arch,
         size=size,
         nw=nw,
         ngf=ngf,
+        ndf=ngf if arch == "fast" else TrainConfig.ndf,
         batch=batch,
         iters=iters,
         seed=seed,
@@ -448,6 +486,7 @@ def train_portrait(
                 model_dir,
                 train_set,
                 held_set,
+                arch=arch,
                 iters=iters,
                 device=device,
                 progress=bar,
@@ -460,9 +499,9 @@ def train_portrait(
             if "no checkpoint" not in str(exc).lower():
                 raise
             log.info("no checkpoint in %s yet: starting from scratch", model_dir)
-            trainer = Trainer(model_dir, train_set, held_set, cfg)
+            trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
     else:
-        trainer = Trainer(model_dir, train_set, held_set, cfg)
+        trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
     return trainer.train(on_log=on_log)
 
 
