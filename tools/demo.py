@@ -30,10 +30,9 @@ from dvp_engine.core import Curve, CurveSet, Key  # noqa: E402
 
 SAMPLE = ROOT / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
 HELD_OUT = (181, 200)
-DEMO_SETTINGS = {"size": 256, "ngf": 32, "batch": 2, "iters": 300}
-"""The CPU demo: 256 px, the fast network. Measured on a heavily shared two-core machine: 3.6 s an iteration
-at batch 2, and 7 minutes for tracking, data preparation and rendering; the 15-minute budget on an idle
-machine is not yet verified (docs/network.md)."""
+DEMO_SETTINGS = {"size": 256, "ngf": 32, "batch": 2, "iters": 150}
+"""The CPU demo: 256 px, the fast network. Measured whole (tracking, training, rendering) on a shared two-core
+machine with one thread: 10.3 minutes, 3.7 s an iteration; the eyes are not yet readable at this budget."""
 FULL_SETTINGS = {
     "fast": {"size": 256, "ngf": 64, "batch": 16, "iters": 6000},
     "paper": {"size": 256, "ngf": 64, "batch": 16, "iters": 31000},
