@@ -1,16 +1,18 @@
-"""`make demo`: the main job on the bundled sample clip, on the CPU in well under 20 minutes.
+"""`make demo`: the main job on the bundled sample clip, on two CPU cores in at most 15 minutes.
 
 1. track the 200-frame public-domain sample clip (dvp_engine/data/sample/wda_kh.mp4);
-2. train a small space-time network of its speaker (dvp_engine.pipeline.budgets.DEMO: 128 x 128, 900
-   iterations at batch 4, about 10 minutes) on the first 90 % of
-   the frames — the last 20 frames (181-200) are held out and never trained on;
+2. train the default ``fast`` space-time network of its speaker at 256 x 256
+   (dvp_engine.pipeline.budgets.DEMO) on the first 90 % of the frames — the last 20 frames (181-200) are held
+   out and never trained on;
 3. edit the held-out frames: a head turn (head.ry ramps to +15 degrees) and a gaze change (both eyes ramp to
    20 degrees toward image right), written as a curve file like the ones the Nuke and Blender adapters export;
 4. render the edited frames to EXR (ACEScg RGB, the head matte in the channel matte.A, metadata), a side-by-side
    preview MP4 (original | conditioning | result) and a contact sheet PNG.
 
-It is one `dvp reenact` job, so rerunning `make demo` skips what is done. With a GPU, `--full` trains at 256 to
-the paper's settings (31,000 iterations, batch 16).
+It is one `dvp reenact` job, so rerunning `make demo` skips what is done. `--arch paper` trains the paper's
+network instead (the reference; at the same budget it is blurred). With a GPU, `--full` trains the ``fast``
+network at 256 with GPU settings (budgets.FULL: width 64, batch 16, 6,000 iterations; untested on a GPU so
+far), `--full --arch paper` the paper's recipe (31,000 iterations, batch 16).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from dvp_engine.cli.main import main as dvp  # noqa: E402
 from dvp_engine.core import Curve, CurveSet, Key  # noqa: E402
-from dvp_engine.pipeline.budgets import DEMO, FULL  # noqa: E402
+from dvp_engine.pipeline.budgets import DEMO, FULL_BY_ARCH  # noqa: E402
 
 SAMPLE = ROOT / "dvp_engine" / "data" / "sample" / "wda_kh.mp4"
 HELD_OUT = (181, 200)
@@ -48,16 +50,16 @@ def edit_curves() -> CurveSet:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=ROOT / "demo_out", help="job folder (default demo_out/)")
-    p.add_argument(
-        "--full", action="store_true", help="paper settings: 256, 31000 iterations, batch 16 (GPU)"
-    )
+    p.add_argument("--full", action="store_true", help="GPU settings (dvp_engine.pipeline.budgets.FULL)")
+    p.add_argument("--arch", choices=("fast", "paper"), default="fast", help="network architecture (fast)")
     p.add_argument("--iters", type=int, help="override the training iterations")
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     curves = args.out / "demo_edits.json"
     edit_curves().save(curves)
-    budget = FULL if args.full else DEMO  # the one definition, shared with benchmarks/bench_fidelity.py
+    # the one definition of each budget, shared with benchmarks/bench_fidelity.py
+    budget = (FULL_BY_ARCH[args.arch] if args.full else DEMO).with_arch(args.arch)
     iters = args.iters or budget.iters
     t0 = time.time()
     code = dvp(

@@ -34,9 +34,10 @@ def main() -> int:
     from dvp_engine.core import FaceTrack
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.network import Renderer
-    from dvp_engine.network.data import stack_window, window_indices
+    from dvp_engine.network.data import stack_window
     from dvp_engine.network.evaluate import to_unit, write_contact_sheet
     from dvp_engine.pipeline.portrait import ModelInfo, conditioning_frames
+    from dvp_engine.render.volume import window_indices
     from dvp_engine.transfer import transfer
 
     track = FaceTrack.load(args.job / "work" / "target.npz")

@@ -64,7 +64,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--iters", type=int_type(1), default=31000, help="training iterations (31000)")
     add_batch(p, 16, "training batch (16)")
-    p.add_argument("--ngf", type=int_type(1, 1024), default=64, help="generator base width (64)")
+    p.add_argument(
+        "--arch", choices=("fast", "paper"), default="fast", help="network architecture when training (fast)"
+    )
+    p.add_argument("--ngf", type=int_type(1, 1024), help="generator base width (default: fast 32, paper 64)")
     p.add_argument("--seed", type=int_type(0), default=0)
     add_framing(p)
     p.add_argument(
@@ -94,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         iters=args.iters,
         batch=args.batch,
         ngf=args.ngf,
+        arch=args.arch,
         frames=list(frames) if frames is not None else None,
         source_reference=args.source_reference,
         target_reference=args.target_reference,

@@ -42,10 +42,17 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="batch size (paper: 16; default 16, or the checkpoint's with --resume)",
     )
     p.add_argument(
+        "--arch",
+        choices=("fast", "paper"),
+        default="fast",
+        help="network architecture: fast (default; background and texture inputs, learns far more per "
+        "iteration) or paper (the paper's U-Net, the reference); recorded in the checkpoints",
+    )
+    p.add_argument(
         "--ngf",
         type=int_type(1, 1024),
-        help="generator and discriminator base width (paper: 64; smaller trains faster; default 64, or the "
-        "checkpoint's with --resume)",
+        help="generator base width (default: fast 32, paper 64, or the checkpoint's with --resume; smaller "
+        "trains faster)",
     )
     p.add_argument(
         "--nw",
@@ -101,6 +108,7 @@ def run(args: argparse.Namespace) -> int:
             iters=args.iters,
             batch=args.batch,
             ngf=args.ngf,
+            arch=args.arch,
             nw=args.nw,
             device=device,
             seed=args.seed,

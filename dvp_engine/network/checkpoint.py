@@ -36,7 +36,9 @@ from torch import nn
 from dvp_engine.core.atomic import sha256_file, write_text_atomic
 from dvp_engine.core.errors import DvpError, SchemaError
 
-from .generator import ARCH_VERSION, GeneratorConfig, SpaceTimeGenerator
+from .arch import AnyGenerator, arch_of_signature, build_generator, config_from_signature
+from .fast_generator import FAST_ARCH_VERSION
+from .generator import ARCH_VERSION
 
 __all__ = [
     "ArchitectureMismatchError",
@@ -465,12 +467,14 @@ def load_generator(
     *,
     expect: dict[str, Any] | None = None,
     device: str | torch.device = "cpu",
-) -> SpaceTimeGenerator:
-    """Build a :class:`SpaceTimeGenerator` from a checkpoint and load its weights (eval mode).
+) -> AnyGenerator:
+    """Build the generator a checkpoint holds (either architecture, see :mod:`.arch`) and load its weights
+    (eval mode).
 
     Args:
         path: model folder, checkpoint folder or ``generator.safetensors``.
-        expect: architecture fields the caller needs, e.g. ``{"size": 256, "nw": 11}``; any difference raises.
+        expect: architecture fields the caller needs, e.g. ``{"size": 256, "nw": 11}`` or ``{"arch": "fast"}``;
+            any difference raises.
         device: where to put the model.
     Raises:
         CheckpointError: missing/truncated/corrupt file (naming it).
@@ -483,15 +487,24 @@ def load_generator(
         raise CheckpointError("not a dvp generator (no dvp.arch metadata)", path=f)
     try:
         sig = json.loads(meta["dvp.arch"])
-        cfg = GeneratorConfig.from_signature(sig)
+        arch = arch_of_signature(sig)
+    except ValueError as exc:
+        raise ArchitectureMismatchError(str(exc), path=f) from exc
+    try:
+        cfg = config_from_signature(sig)
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"unreadable architecture signature ({exc})", path=f) from exc
-    if sig.get("kind") != "dvp.SpaceTimeGenerator":
-        raise ArchitectureMismatchError(f"checkpoint holds a {sig.get('kind')!r}, not a generator", path=f)
-    compare_signature(sig, {"arch_version": ARCH_VERSION}, f)
+    version = ARCH_VERSION if arch == "paper" else FAST_ARCH_VERSION
+    compare_signature(sig, {"arch_version": version}, f)
     compare_signature(sig, cfg.signature(), f)  # derived fields (channels, levels) must agree with this code
     if expect:
+        expect = dict(expect)
+        want_arch = expect.pop("arch", None)
+        if want_arch is not None and want_arch != arch:
+            raise ArchitectureMismatchError(
+                f"the checkpoint holds the {arch!r} architecture, {want_arch!r} was asked for", path=f
+            )
         compare_signature(sig, expect, f)
-    g = SpaceTimeGenerator(cfg)
+    g = build_generator(cfg)
     load_module_state(g, f, tensors)
     return g.to(device).eval()

@@ -63,6 +63,18 @@ class PatchDiscriminator(nn.Module):
         out: torch.Tensor = self.net(torch.cat([volume, image], dim=1))
         return out
 
+    def features(self, volume: torch.Tensor, image: torch.Tensor) -> list[torch.Tensor]:
+        """The activations after each LeakyReLU, then the logits last (the same logits as ``forward``): what
+        :func:`~dvp_engine.network.losses.feature_matching_loss` compares."""
+        h = torch.cat([volume, image], dim=1)
+        feats: list[torch.Tensor] = []
+        for layer in self.net:
+            h = layer(h)
+            if isinstance(layer, nn.LeakyReLU):
+                feats.append(h)
+        feats.append(h)
+        return feats
+
 
 def init_weights(module: nn.Module, std: float = 0.02, generator: torch.Generator | None = None) -> None:
     """Paper/pix2pix initialisation, in place: conv and deconv weights ~ N(0, std), biases 0;

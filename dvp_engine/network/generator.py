@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -59,6 +59,11 @@ class GeneratorConfig:
             raise ValueError(f"window length nw must be >= 1, got {self.nw}")
         if self.ngf < 1:
             raise ValueError(f"ngf must be >= 1, got {self.ngf}")
+
+    @property
+    def arch(self) -> str:
+        """The architecture name (``--arch paper``)."""
+        return "paper"
 
     @property
     def in_channels(self) -> int:
@@ -186,7 +191,10 @@ class SpaceTimeGenerator(nn.Module):
         return h
 
 
-def fold_batchnorm(generator: SpaceTimeGenerator) -> SpaceTimeGenerator:
+M = TypeVar("M", bound=nn.Module)
+
+
+def fold_batchnorm(generator: M) -> M:
     """An inference copy of ``generator`` with every BatchNorm folded into the convolution before it.
 
     In eval mode BN is the affine map ``gamma * (y - mean) / sqrt(var + eps) + beta`` with the running
@@ -199,7 +207,7 @@ def fold_batchnorm(generator: SpaceTimeGenerator) -> SpaceTimeGenerator:
     import copy
 
     folded = copy.deepcopy(generator).eval()
-    modules: list[nn.Sequential] = [*folded.down, *folded.up]
+    modules = [m for m in folded.modules() if isinstance(m, nn.Sequential)]
     with torch.no_grad():
         for seq in modules:
             for i in range(len(seq) - 1):

@@ -10,11 +10,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from dvp_engine.core.errors import DvpError
 
+from .arch import AnyGenerator
 from .checkpoint import load_generator
-from .generator import SpaceTimeGenerator, fold_batchnorm
+from .generator import fold_batchnorm
 
 __all__ = ["Renderer", "infer", "resolve_device"]
 
@@ -32,7 +34,7 @@ class Renderer:
     """Runs a trained generator over conditioning volumes in batches.
 
     Args:
-        model: a :class:`SpaceTimeGenerator`, or a path (model folder, checkpoint folder, generator file).
+        model: a generator (either architecture, :mod:`.arch`), or a path (model folder, checkpoint folder, generator file).
         device: "auto" (CUDA if present), "cpu", "cuda", ...
         batch: frames per forward pass; halved (and logged, see ``events``) on GPU out-of-memory.
         bf16: bf16 autocast on CUDA (default on CUDA; always off on the CPU).
@@ -48,7 +50,7 @@ class Renderer:
 
     def __init__(
         self,
-        model: SpaceTimeGenerator | str | Path,
+        model: AnyGenerator | str | Path,
         device: str | torch.device = "auto",
         batch: int = 16,
         bf16: bool | None = None,
@@ -68,14 +70,14 @@ class Renderer:
             if (cuda if channels_last is None else channels_last)
             else torch.contiguous_format
         )
-        if isinstance(model, SpaceTimeGenerator):
+        if isinstance(model, nn.Module):
             g = model
         else:
             g = load_generator(model, expect=expect, device="cpu")
         if fold_bn:
             g = fold_batchnorm(g)
         g.to(dev).to(memory_format=self.memory_format)  # type: ignore[call-overload,unused-ignore]
-        self.model: SpaceTimeGenerator = g.eval()
+        self.model: AnyGenerator = g.eval()
         self._run: Any = torch.compile(self.model) if compile else self.model
         self.batch = batch
         self.events: list[str] = []
@@ -160,7 +162,7 @@ class Renderer:
 
 
 def infer(
-    model: SpaceTimeGenerator | str | Path,
+    model: AnyGenerator | str | Path,
     volumes: torch.Tensor | np.ndarray,
     batch: int = 16,
     device: str | torch.device = "auto",

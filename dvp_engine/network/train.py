@@ -34,11 +34,15 @@ from torch.utils.data import DataLoader, Sampler
 from dvp_engine.core.errors import DvpError
 
 from . import checkpoint as ck
-from .data import PairDataset, current_colour
+from .arch import AnyGeneratorConfig, build_generator, check_arch, generator_config
+from .augment import aligned_shift, shift_offsets
+from .data import CHANNELS_PER_FRAME, PairDataset, current_colour
 from .discriminator import DiscriminatorConfig, PatchDiscriminator, init_weights
 from .evaluate import to_unit, write_contact_sheet
-from .generator import GeneratorConfig, SpaceTimeGenerator
+from .fast_generator import FastGenerator
+from .generator import SpaceTimeGenerator
 from .infer import resolve_device
+from .losses import feature_matching_loss, gan_loss, l1_loss, region_weights
 
 __all__ = ["TrainConfig", "Trainer"]
 
@@ -50,7 +54,9 @@ class TrainConfig:
     """Training settings (paper defaults). Stored in every checkpoint's ``state.json``.
 
     Attributes:
-        size, nw, ngf: generator architecture (see :class:`GeneratorConfig`).
+        arch: the named architecture (:mod:`.arch`): ``paper`` (this class's default, the paper's recipe) or
+            ``fast`` (what ``dvp train`` uses by default). The settings marked *fast* apply to it only.
+        size, nw, ngf: generator architecture (see :class:`GeneratorConfig` / :class:`FastGeneratorConfig`).
         ndf: discriminator base width.
         batch: per-process batch size (>= 2: BN at the 1x1 bottleneck); the paper uses 16.
         iters: total iterations to train to (31,000 in the paper).
@@ -64,7 +70,13 @@ class TrainConfig:
         keep_checkpoints: number of checkpoints kept (0: all).
         n_preview: held-out frames shown in previews.
         device: "auto" (CUDA if present), "cpu", "cuda", "cuda:1", ...
-        bf16: bf16 autocast on CUDA (ignored on the CPU).
+        bf16: bf16 autocast on CUDA; on the CPU too for ``fast`` when the CPU has bf16 arithmetic
+            (AVX512-BF16 / AMX; ``cpu_bf16``).
+        cpu_bf16: *fast*: allow bf16 autocast on such CPUs.
+        lambda_fm: *fast*: weight of the discriminator feature-matching loss (pix2pixHD: 10).
+        face_weight, eye_weight: *fast*: extra L1 weight on the rendered face and on the eye openings.
+        shift: *fast*: largest aligned shift augmentation, as a fraction of the size (0: none).
+        texture_lr: *fast*: learning-rate factor of the neural texture.
         channels_last: channels_last memory format on CUDA (ignored on the CPU).
         fused_adam: fused Adam kernel on CUDA.
         compile: ``torch.compile`` G and D.
@@ -75,6 +87,7 @@ class TrainConfig:
         progress: show a tqdm progress bar.
     """
 
+    arch: str = "paper"
     size: int = 256
     nw: int = 11
     ngf: int = 64
@@ -100,18 +113,42 @@ class TrainConfig:
     num_workers: int = 0
     gather_batches: bool = True
     progress: bool = True
+    cpu_bf16: bool = True
+    lambda_fm: float = 10.0
+    face_weight: float = 3.0
+    eye_weight: float = 6.0
+    shift: float = 0.0625
+    texture_lr: float = 10.0
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def generator_config(self) -> GeneratorConfig:
-        return GeneratorConfig(size=self.size, nw=self.nw, ngf=self.ngf)
+    def __post_init__(self) -> None:
+        try:
+            check_arch(self.arch)
+        except ValueError as exc:
+            raise DvpError(str(exc)) from None
+
+    def generator_config(self) -> AnyGeneratorConfig:
+        return generator_config(self.arch, self.size, self.nw, self.ngf)
 
     def discriminator_config(self) -> DiscriminatorConfig:
-        return DiscriminatorConfig(in_channels=self.generator_config().in_channels + 3, ndf=self.ndf)
+        """The paper's D sees the whole volume and the image; the ``fast`` D the current frame's 9
+        conditioning channels and the image (its first convolution was 8x the cost of the rest of D)."""
+        cond = CHANNELS_PER_FRAME if self.arch == "fast" else self.generator_config().in_channels
+        return DiscriminatorConfig(in_channels=cond + 3, ndf=self.ndf)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Settings from a checkpoint's ``state.json``; one written before architectures had names is ``paper``."""
         names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+        return cls(**{"arch": "paper", **{k: v for k, v in d.items() if k in names}})
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 arithmetic (oneDNN's check: AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class _StreamBatchSampler(Sampler[list[int]]):
@@ -164,6 +201,8 @@ class Trainer:
         train_set: training pairs (volumes ``(9*Nw, S, S)``, frames ``(3, S, S)``, both in [-1, 1]).
         held_out: held-out pairs for previews and held-out L1 (never trained on); may be None.
         config: settings; ``size``/``nw`` must match the data.
+        background: ``fast`` only: the plate's background estimate ``(3, S, S)`` in [-1, 1]
+            (:func:`~.inputs.estimate_background`); None: flat grey (or what a resumed checkpoint holds).
         distributed: None (default): DDP when launched by torchrun with ``WORLD_SIZE`` > 1; True: always wrap in
             DDP using ``RANK``/``WORLD_SIZE``/``MASTER_ADDR``/``MASTER_PORT`` from the environment (also for a
             single process); False: never.
@@ -178,6 +217,7 @@ class Trainer:
         held_out: PairDataset | None = None,
         config: TrainConfig | None = None,
         distributed: bool | None = None,
+        background: torch.Tensor | None = None,
     ) -> None:
         self.config = cfg = config if config is not None else TrainConfig()
         if cfg.batch < 2:
@@ -210,7 +250,9 @@ class Trainer:
             self.device = torch.device("cuda", local_rank)
             torch.cuda.set_device(self.device)
         cuda = self.device.type == "cuda"
-        self.amp = cuda and cfg.bf16
+        self.fast = cfg.arch == "fast"
+        cpu_amp = self.fast and self.device.type == "cpu" and cfg.cpu_bf16 and cpu_has_bf16()
+        self.amp = cfg.bf16 and (cuda or cpu_amp)
         self.memory_format = torch.channels_last if (cuda and cfg.channels_last) else torch.contiguous_format
 
         # The trainer's own random stream (dropout draws from the global RNGs): seeded here, swapped in while
@@ -220,16 +262,27 @@ class Trainer:
         with self._own_rng():
             torch.manual_seed(cfg.seed)
         gen = torch.Generator().manual_seed(cfg.seed)
-        self.G = SpaceTimeGenerator(self.g_config)
+        self.G: SpaceTimeGenerator | FastGenerator = build_generator(self.g_config)
         self.D = PatchDiscriminator(self.d_config)
-        init_weights(self.G, generator=gen)
+        if isinstance(self.G, FastGenerator):
+            self.G.reset_parameters(gen)
+            if background is not None:
+                self.G.set_background(background)
+        else:
+            init_weights(self.G, generator=gen)
         init_weights(self.D, generator=gen)
         for m in (self.G, self.D):
             m.to(self.device).to(memory_format=self.memory_format)  # type: ignore[call-overload,unused-ignore]
             m.train()
         fused = bool(cuda and cfg.fused_adam)
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
+        g_params: list[dict[str, Any]] = [
+            {"params": [p for n, p in self.G.named_parameters() if not n.startswith("texture.")]}
+        ]
+        texture = [p for n, p in self.G.named_parameters() if n.startswith("texture.")]
+        if texture:
+            g_params.append({"params": texture, "lr": cfg.lr * cfg.texture_lr})
+        self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=betas, fused=fused or None)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
         self.iteration = 0
 
@@ -275,14 +328,20 @@ class Trainer:
         ck_dir = Path(checkpoint) if checkpoint is not None else ck.latest_checkpoint(out_dir)
         state = ck.read_state(ck_dir)
         ck.verify_files(ck_dir, state)
-        arch_keys = {"size", "nw", "ngf", "ndf"}
-        bad = sorted(k for k in overrides if k in arch_keys and overrides[k] != state["config"].get(k))
+        arch_keys = {"arch", "size", "nw", "ngf", "ndf"}
+        saved = {"arch": "paper", **state["config"]}
+        if "arch" in overrides and overrides["arch"] != saved["arch"]:
+            raise ck.ArchitectureMismatchError(
+                f"the checkpoint is of the {saved['arch']!r} architecture, {overrides['arch']!r} was asked for: "
+                "train the other architecture in a new model folder",
+                path=ck_dir,
+            )
+        bad = sorted(k for k in overrides if k in arch_keys and overrides[k] != saved.get(k))
         if bad:
             raise ck.ArchitectureMismatchError(
                 "cannot change the architecture on resume: "
                 + "; ".join(
-                    f"{k} is {state['config'].get(k)!r} in the checkpoint, {overrides[k]!r} asked"
-                    for k in bad
+                    f"{k} is {saved.get(k)!r} in the checkpoint, {overrides[k]!r} asked" for k in bad
                 ),
                 path=ck_dir,
             )
@@ -379,6 +438,8 @@ class Trainer:
 
     def step(self, volume: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """One D update then one G update on a batch (already on the device); returns detached losses."""
+        if self.fast:
+            return self._step_fast(volume, real)
         cfg = self.config
         with self._autocast():
             fake = self._G_run(volume)
@@ -418,6 +479,62 @@ class Trainer:
             "loss_g": loss_g.detach(),
             "loss_g_gan": loss_gan.detach(),
             "loss_l1": loss_l1.detach(),
+            "loss_d_real": loss_real.detach(),
+            "loss_d_fake": loss_fake.detach(),
+        }
+
+    def _step_fast(self, volume: torch.Tensor, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The ``fast`` step: aligned shifts of (volume, frame, background); D as in the paper; G with the
+        region-weighted L1 and discriminator feature matching (:mod:`.losses`)."""
+        cfg = self.config
+        assert isinstance(self.G, FastGenerator)
+        bg = self.G.background.expand(volume.shape[0], -1, -1, -1)
+        max_shift = int(round(cfg.shift * cfg.size))
+        if max_shift > 0:
+            offsets = shift_offsets(volume.shape[0], max_shift, cfg.seed, self.iteration)
+            volume, real, bg = aligned_shift([volume, real, bg], offsets)
+        current = volume[:, CHANNELS_PER_FRAME * (cfg.nw - 1) :]
+        weights = region_weights(current, cfg.face_weight, cfg.eye_weight)
+        with self._autocast():
+            fake = self._G_run(volume, bg)
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        no_sync = self._D_run.no_sync() if self.ddp else contextlib.nullcontext()  # type: ignore[operator]
+        with no_sync:
+            with self._autocast():
+                if self.ddp:  # D's update must pass DDP's hooks; the features for G come from a plain pass
+                    pred_real = self._D_run(current, real)
+                    with torch.no_grad():
+                        feats_real = self.D.features(current, real)
+                else:
+                    feats_real = self.D.features(current, real)
+                    pred_real = feats_real[-1]
+                loss_real = gan_loss(pred_real, True)
+            torch.autograd.backward(loss_real * cfg.d_loss_factor)
+        with self._autocast():
+            loss_fake = gan_loss(self._D_run(current, fake.detach()), False)
+        torch.autograd.backward(loss_fake * cfg.d_loss_factor)
+        self.opt_d.step()
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            feats_fake = self.D.features(current, fake)
+        loss_gan = gan_loss(feats_fake[-1], True)
+        loss_l1w = l1_loss(fake, real, weights)
+        loss_fm = feature_matching_loss([f.detach() for f in feats_real[:-1]], feats_fake[:-1])
+        loss_g = loss_gan + cfg.lambda_l1 * loss_l1w + cfg.lambda_fm * loss_fm
+        torch.autograd.backward(loss_g)
+        self.opt_g.step()
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        return {
+            "loss_g": loss_g.detach(),
+            "loss_g_gan": loss_gan.detach(),
+            "loss_l1": l1_loss(fake.detach(), real),
+            "loss_l1_weighted": loss_l1w.detach(),
+            "loss_fm": loss_fm.detach(),
             "loss_d_real": loss_real.detach(),
             "loss_d_fake": loss_fake.detach(),
         }

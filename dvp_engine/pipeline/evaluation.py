@@ -149,6 +149,7 @@ def _train_single_frame(
         iters=int(cfg["iters"]),
         batch=int(cfg["batch"]),
         ngf=int(cfg["ngf"]),
+        arch=str(cfg.get("arch", "paper")),
         nw=1,
         device=device,
         seed=int(cfg["seed"]),

@@ -214,8 +214,7 @@ def conditioning_frames(
 
     from dvp_engine.facemodel import load_default_model
     from dvp_engine.render.camera import Camera
-    from dvp_engine.render.cli_support import eyeball_follows_face, track_render_inputs
-    from dvp_engine.render.conditioning import render_conditioning
+    from dvp_engine.render.conditioning import eyeball_follows_face, render_conditioning, track_render_inputs
 
     model = load_default_model()
     camera = Camera.from_intrinsics(framing.intrinsics(track.intrinsics), framing.size, framing.size)
@@ -383,6 +382,7 @@ def train_portrait(
     seed: int | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    arch: str | None = None,
     preview_every: int = 1000,
     checkpoint_every: int = 1000,
     log_every: int = 50,
@@ -399,16 +399,32 @@ def train_portrait(
 
     Model folders are never replaced by accident: a folder that holds a model already needs ``resume``
     (continue from its latest checkpoint, exactly) or ``overwrite`` (start again: its checkpoints, log,
-    previews and ``dvp_model.json`` are removed once every check has passed). On ``resume``, ``size``, ``nw``,
-    ``ngf``, ``batch`` and ``seed`` left at ``None`` are the checkpoint's; a value that differs from the
-    checkpoint's is an error, raised before anything is written. Otherwise ``None`` means the paper's default
-    (256, 11, 64, 16, 0). A lock file (``model_dir/.dvp-lock``, see :mod:`dvp_engine.core.lock`) keeps two
-    trainings out of one folder.
+    previews and ``dvp_model.json`` are removed once every check has passed). On ``resume``, ``arch``,
+    ``size``, ``nw``, ``ngf``, ``batch`` and ``seed`` left at ``None`` are the checkpoint's; a value that differs
+    from the checkpoint's is an error, raised before anything is written. Otherwise ``None`` means the
+    defaults: ``fast``, 256, 11, the architecture's width (32 for ``fast``, 64 for ``paper``), 16, 0. A lock
+    file (``model_dir/.dvp-lock``, see :mod:`dvp_engine.core.lock`) keeps two trainings out of one folder.
+
+    ``arch`` names the architecture (:mod:`dvp_engine.network.arch`: ``fast`` or ``paper``). ``fast`` also
+    takes the plate's background estimate from the training frames
+    (:func:`~dvp_engine.network.inputs.estimate_background`; a moving background is logged and replaced by
+    grey).
+
+    Raises:
+        DvpError: no tracked training frames, fewer than the ``fast`` background estimate needs, a model
+            folder of the other architecture (or other settings) to resume, or a folder holding a model
+            without ``resume``/``overwrite``.
     """
     from dvp_engine.core.lock import hold_lock
+    from dvp_engine.network.arch import ARCH_DEFAULTS, check_arch
 
+    if arch is not None:
+        try:
+            check_arch(arch)
+        except ValueError as exc:
+            raise DvpError(str(exc)) from None
     track = FaceTrack.load(track_path)
-    asked = {"size": size, "nw": nw, "ngf": ngf, "batch": batch, "seed": seed}
+    asked: dict[str, Any] = {"arch": arch, "size": size, "nw": nw, "ngf": ngf, "batch": batch, "seed": seed}
     state = _resume_state(model_dir) if resume else None
     if not (resume or overwrite) and _holds_model(model_dir):
         raise DvpError(
@@ -430,7 +446,10 @@ def train_portrait(
                 path=model_dir,
             )
         asked = {k: config.get(k) for k in asked}
-    defaults = {"size": 256, "nw": 11, "ngf": 64, "batch": 16, "seed": 0}
+        if asked["arch"] is None:  # checkpoints from before architectures were named
+            asked["arch"] = "paper"
+    chosen_arch = str(asked["arch"] or "fast")
+    defaults = {"size": 256, "nw": 11, "ngf": int(ARCH_DEFAULTS[chosen_arch]["ngf"]), "batch": 16, "seed": 0}
     chosen: dict[str, int] = {k: int(v) if (v := asked[k]) is not None else defaults[k] for k in defaults}
     size, nw, ngf, batch, seed = (chosen[k] for k in ("size", "nw", "ngf", "batch", "seed"))
     crop = Framing.choose(framing, track, size)
@@ -454,7 +473,7 @@ def train_portrait(
             _clear_model(model_dir)
         return _train_locked(
             track, track_path, source, model_dir, crop, size, iters, batch, ngf, nw, device, seed,
-            resume=state is not None or resume, preview_every=preview_every, checkpoint_every=checkpoint_every,
+            arch=chosen_arch, resume=state is not None or resume, preview_every=preview_every, checkpoint_every=checkpoint_every,
             log_every=log_every, bar=bar, on_log=on_log, progress=progress,
         )  # fmt: skip
 
@@ -506,6 +525,7 @@ def _train_locked(
     device: str,
     seed: int,
     *,
+    arch: str,
     resume: bool,
     preview_every: int,
     checkpoint_every: int,
@@ -537,6 +557,26 @@ def _train_locked(
         raise DvpError(
             "no tracked frames to train on (the face was lost in every training frame)", path=track_path
         )
+    background = None
+    if arch == "fast":
+        from dvp_engine.network.inputs import MIN_BACKGROUND_FRAMES, estimate_background
+
+        if len(train_idx) < MIN_BACKGROUND_FRAMES:
+            raise DvpError(
+                f"the target clip is too short for the 'fast' architecture: {len(train_idx)} tracked training "
+                f"frames, its background estimate needs at least {MIN_BACKGROUND_FRAMES} (use a longer clip "
+                "or --arch paper)",
+                path=track_path,
+            )
+        masks = np.load(cond_path.parent / f"mask_{size}.npy", mmap_mode="r")
+        estimate = estimate_background(video[train_idx], masks[train_idx], label=str(source))
+        background = estimate.image
+        log.info(
+            "background estimate from %d frames: spread %.4f (%s)",
+            estimate.frames,
+            estimate.spread,
+            "used" if estimate.reliable else "unreliable, not used",
+        )
     dataset = PairDataset.from_sequence(cond, video, nw)
     train_set, held_set = dataset.subset(train_idx), dataset.subset(held_idx)
     info = ModelInfo(
@@ -551,9 +591,11 @@ def _train_locked(
     )
     info.save(model_dir)
     cfg = TrainConfig(
+        arch=arch,
         size=size,
         nw=nw,
         ngf=ngf,
+        ndf=ngf if arch == "fast" else TrainConfig.ndf,
         batch=batch,
         iters=iters,
         seed=seed,
@@ -569,6 +611,7 @@ def _train_locked(
                 model_dir,
                 train_set,
                 held_set,
+                arch=arch,
                 iters=iters,
                 device=device,
                 progress=bar,
@@ -581,9 +624,9 @@ def _train_locked(
             if "no checkpoint" not in str(exc).lower():
                 raise
             log.info("no checkpoint in %s yet: starting from scratch", model_dir)
-            trainer = Trainer(model_dir, train_set, held_set, cfg)
+            trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
     else:
-        trainer = Trainer(model_dir, train_set, held_set, cfg)
+        trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
     return trainer.train(on_log=on_log)
 
 
@@ -756,8 +799,8 @@ def _render_portrait(
     from dvp_engine.io.output import MATTE_MODES, output_sequence, write_frame
     from dvp_engine.network import Renderer
     from dvp_engine.network.checkpoint import checkpoint_hash
-    from dvp_engine.network.data import gather_windows, window_indices
     from dvp_engine.network.infer import resolve_device
+    from dvp_engine.render.volume import gather_windows, window_indices
 
     if matte not in MATTE_MODES:
         raise ValueError(f"matte must be one of {', '.join(MATTE_MODES)}, got {matte!r}")

@@ -54,7 +54,8 @@ class ReenactSettings:
     size: int = 256
     iters: int = 31000
     batch: int = 16
-    ngf: int = 64
+    ngf: int | None = None
+    arch: str = "fast"
     frames: list[int] | None = None
     source_reference: int | None = None
     target_reference: int | None = None
@@ -115,6 +116,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
             "batch": s.batch,
             "ngf": s.ngf,
             "seed": s.seed,
+            "arch": s.arch,
         }
         if s.framing != "auto":  # (absent for the default, so jobs from before the option stay up to date)
             settings["framing"] = s.framing
@@ -134,6 +136,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 iters=s.iters,
                 batch=s.batch,
                 ngf=s.ngf,
+                arch=s.arch,
                 device=s.device,
                 seed=s.seed,
                 resume=resume,

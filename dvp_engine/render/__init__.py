@@ -4,8 +4,10 @@
 * :mod:`.rasterize`: :func:`rasterize` -> :class:`Rasterization` (triangle id, barycentrics, depth, mask,
   attribute interpolation), vectorised, batched, CPU/CUDA, differentiable through the barycentrics.
 * :mod:`.shading`: SH shading (paper eq. 3), vertex normals.
-* :mod:`.conditioning`: :func:`render_conditioning` (colour, correspondence, eye-gaze images) and
+* :mod:`.conditioning`: :func:`render_conditioning` (colour, correspondence, eye-gaze images),
+  :func:`eyeball_follows_face` and
   :func:`build_volumes` (the network's space-time input).
+* :mod:`.volume`: the space-time window (:func:`window_indices`, :func:`gather_windows`).
 
 See docs/rendering.md.
 """

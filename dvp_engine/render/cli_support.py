@@ -18,10 +18,8 @@ import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import torch
 
 from dvp_engine.core.errors import InputError
@@ -30,7 +28,7 @@ from dvp_engine.core.track import FaceTrack
 from dvp_engine.facemodel import FaceModel, load_default_model
 
 from .camera import Camera, size_tuple
-from .conditioning import ConditioningRenderer
+from .conditioning import ConditioningRenderer, eyeball_follows_face, track_render_inputs
 
 __all__ = ["CHANNEL_NAMES", "RenderSummary", "render_conditioning_sequence"]
 
@@ -53,34 +51,6 @@ class RenderSummary:
     written: list[Path] = field(default_factory=list)
     empty_frames: list[int] = field(default_factory=list)
     size: tuple[int, int] = (0, 0)
-
-
-def eyeball_follows_face(track: FaceTrack) -> bool:
-    """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
-    the pupils where the tracker did."""
-    return bool(track.tracker_setting("eyeball_follows_face", False))
-
-
-def track_render_inputs(track: FaceTrack, model: FaceModel) -> tuple[npt.NDArray[np.float64], Any]:
-    """What the renderer needs of a track: packed parameters ``(F, 103)`` with the look-at control applied
-    to the gaze (:func:`dvp_engine.core.gaze.resolved_gaze`), and the eyeball centres ``(2, 3)`` of the
-    track's eye calibration (None without one: the model's centres, as older tracks were rendered).
-
-    Raises:
-        InputError: a look-at target behind the face (naming the frame) or a weight outside [0, 1].
-    """
-    from dvp_engine.core import layout
-    from dvp_engine.core.gaze import eye_centres, resolved_gaze
-
-    model_centres = np.stack([model.eyeball_left_center, model.eyeball_right_center])
-    centres = None if track.eyes is None else track.eyes.centres
-    params = track.params()
-    gaze = resolved_gaze(
-        track.channels, eye_centres(track.eyes, model_centres), [int(f) for f in track.frames]
-    )
-    if gaze is not None:
-        params[:, layout.FRAME_LAYOUT["gaze"]] = np.deg2rad(gaze)
-    return params, centres
 
 
 def render_conditioning_sequence(

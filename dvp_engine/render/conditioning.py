@@ -30,11 +30,13 @@ import numpy as np
 import torch
 
 from dvp_engine.core import layout
+from dvp_engine.core.track import FaceTrack
 from dvp_engine.facemodel import FaceModel
 
 from .camera import Camera, RenderInputError, apply_pose, euler_to_matrix, gaze_direction
 from .rasterize import Rasterization, rasterize_pixels
 from .shading import sh_shade, vertex_normals
+from .volume import gather_windows, window_indices
 
 __all__ = [
     "CHANNELS_PER_FRAME",
@@ -43,6 +45,7 @@ __all__ = [
     "build_volumes",
     "correspondence_codes",
     "eye_fill_triangles",
+    "eyeball_follows_face",
     "render_conditioning",
 ]
 
@@ -439,6 +442,34 @@ class ConditioningRenderer:
 _RENDERERS: dict[tuple[int, str, torch.dtype], ConditioningRenderer] = {}
 
 
+def eyeball_follows_face(track: FaceTrack) -> bool:
+    """The tracker's ``eyeball_follows_face`` setting recorded in a track (False when absent), so renders put
+    the pupils where the tracker did."""
+    return bool(track.tracker_setting("eyeball_follows_face", False))
+
+
+def track_render_inputs(track: FaceTrack, model: FaceModel) -> tuple[np.ndarray, Any]:
+    """What the renderer needs of a track: packed parameters ``(F, 103)`` with the look-at control applied
+    to the gaze (:func:`dvp_engine.core.gaze.resolved_gaze`), and the eyeball centres ``(2, 3)`` of the
+    track's eye calibration (None without one: the model's centres, as older tracks were rendered).
+
+    Raises:
+        InputError: a look-at target behind the face (naming the frame) or a weight outside [0, 1].
+    """
+    from dvp_engine.core import layout
+    from dvp_engine.core.gaze import eye_centres, resolved_gaze
+
+    model_centres = np.stack([model.eyeball_left_center, model.eyeball_right_center])
+    centres = None if track.eyes is None else track.eyes.centres
+    params = track.params()
+    gaze = resolved_gaze(
+        track.channels, eye_centres(track.eyes, model_centres), [int(f) for f in track.frames]
+    )
+    if gaze is not None:
+        params[:, layout.FRAME_LAYOUT["gaze"]] = np.deg2rad(gaze)
+    return params, centres
+
+
 def render_conditioning(
     model: FaceModel,
     params: Any,
@@ -505,6 +536,4 @@ def build_volumes(frames_cond: Any, indices: Sequence[int] | torch.Tensor, nw: i
         raise RenderInputError(f"window indices must be in 0..{n_frames - 1}, got {idx.tolist()}")
     if idx.numel() == 0:
         return torch.zeros(0, nw * CHANNELS_PER_FRAME, fc.shape[2], fc.shape[3], device=fc.device)
-    from dvp_engine.network.data import gather_windows, window_indices
-
     return gather_windows(fc, [window_indices(i, nw) for i in idx.tolist()], fc.device)

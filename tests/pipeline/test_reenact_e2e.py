@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -371,3 +372,34 @@ def test_render_feeds_the_network_the_11_frames_ending_at_each_frame(
         a, _ = read_image(tmp_path / "o0" / f"f.{f:04d}.exr")
         b, _ = read_image(tmp_path / "o1" / f"f.{f:04d}.exr")
         np.testing.assert_array_equal(a, b)
+
+
+def test_fast_arch_refuses_a_clip_too_short_for_its_background_and_paper_trains(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    track = FaceTrack.load(job / "work" / "target.npz")
+    short = tmp_path / "short.npz"
+    track.select([int(f) for f in track.frames[:8]]).save(short)  # 7 training frames, 1 held out
+    args = ["train", "--track", str(short), "--frames-from", str(SAMPLE), *TINY]
+    assert main([*args, "-o", str(tmp_path / "fast")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "short.npz" in err
+        and "too short" in err
+        and "7 tracked training frames" in err
+        and "--arch paper" in err
+    )
+    assert main([*args, "-o", str(tmp_path / "paper"), "--arch", "paper"]) == 0
+    state = json.loads((tmp_path / "paper" / "latest.json").read_text())
+    assert (
+        json.loads((tmp_path / "paper" / state["checkpoint"] / "state.json").read_text())["config"]["arch"]
+        == "paper"
+    )
+    # a model folder of one architecture cannot be resumed as the other (the job's model is the default, fast)
+    model = tmp_path / "model"
+    shutil.copytree(job / "model", model)
+    code = main(["train", "--track", str(job / "work" / "target.npz"), "--frames-from", str(SAMPLE), *TINY,
+                 "-o", str(model), "--resume", "--arch", "paper"])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "'fast' architecture" in err and "'paper' was asked for" in err

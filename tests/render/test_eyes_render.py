@@ -15,8 +15,7 @@ from dvp_engine.core.gaze import EyeCalibration
 from dvp_engine.core.rotation import euler_to_matrix
 from dvp_engine.facemodel import load_default_model
 from dvp_engine.render.camera import Camera
-from dvp_engine.render.cli_support import track_render_inputs
-from dvp_engine.render.conditioning import ConditioningRenderer
+from dvp_engine.render.conditioning import ConditioningRenderer, track_render_inputs
 
 from .test_conditioning import CAMERA, GOLDEN, GOLDEN_SIZE, _eye_stats, _golden_params, _params
 
