@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import Any
 
 from dvp_engine.core.frames import FrameSet
 
@@ -223,10 +224,31 @@ def _merge(args: argparse.Namespace) -> int:
     if args.source is not None or args.frames is not None or args.identity_only:
         raise UsageError("--merge takes only chunk files and -o (the chunks define the frames)")
     parts = [FaceTrack.load(p) for p in args.merge]
-    track = merge_tracks(parts, [str(p) for p in args.merge], smooth=1.0 if args.smooth else 0.0)
+    track = merge_tracks(
+        parts,
+        [str(p) for p in args.merge],
+        smooth=1.0 if args.smooth else 0.0,
+        identity=_chunks_identity(parts),
+    )
     track.save(args.output)
     log.info("wrote %s: %d frames merged from %d chunks", args.output, track.n_frames, len(parts))
     return 0
+
+
+def _chunks_identity(parts: list[Any]) -> Any:
+    """The identity file the chunks name (for the clip-level eye calibration), or None when it is gone or
+    changed (merge_tracks then warns that the eyes are not calibrated over the whole clip)."""
+    from dvp_engine.core.atomic import sha256_file
+    from dvp_engine.tracking.chunks import IdentitySolve
+
+    chunk = parts[0].metadata.get("chunk") if parts else None
+    if not isinstance(chunk, dict) or not isinstance(chunk.get("identity_path"), str):
+        return None
+    path = Path(chunk["identity_path"])
+    if not path.is_file() or sha256_file(path) != chunk.get("identity"):
+        log.warning("the chunks' identity file %s is gone or has changed", path)
+        return None
+    return IdentitySolve.load(path)
 
 
 def _intrinsics(args: argparse.Namespace) -> tuple[float, float, float, float] | None:

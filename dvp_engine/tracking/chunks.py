@@ -342,6 +342,9 @@ def track_chunk(
     st = _settings(device)
     tracker = Tracker(model, ident.width, ident.height, st, ident.intrinsics)
     tracker.set_identity(ident.identity, ident.reflectance)
+    # clip-level statistics come from every frame of the identity file, as one process measures them
+    clip_blinks = tracker.blink_measures(ident.observations(range(len(ident.frames))))
+    blink_closure = None if clip_blinks is None else clip_blinks[[index[f] for f in numbers]]
     errors: dict[int, str] | None = None if on_bad_frame == "error" else {}
     if on_bad_frame == "error":
         bad = [n for n, o in zip(numbers, obs, strict=True) if not o.found]
@@ -356,6 +359,7 @@ def track_chunk(
         (ident.width, ident.height),
         on_bad_frame,
         progress,
+        blink_closure=blink_closure,
     )
     from .pipeline import LandmarkPass
 
@@ -376,6 +380,7 @@ def track_chunk(
     track.metadata["tracker"]["seconds"]["landmarks"] = 0.0
     track.metadata["chunk"] = {
         "identity": sha256_file(identity_path),
+        "identity_path": str(Path(identity_path).resolve()),
         "frames": str(want),
         "all_frames": str(all_frames),
         "identity_seconds": ident.seconds,
@@ -384,14 +389,26 @@ def track_chunk(
 
 
 def merge_tracks(
-    parts: Sequence[FaceTrack], names: Sequence[str] | None = None, *, smooth: float = 0.0
+    parts: Sequence[FaceTrack],
+    names: Sequence[str] | None = None,
+    *,
+    smooth: float = 0.0,
+    identity: IdentitySolve | None = None,
+    model: Any = None,
 ) -> FaceTrack:
     """Join chunk tracks (:func:`track_chunk`) of one identity file into the whole job's track.
+
+    The eye calibration is a clip-level estimate (:mod:`dvp_engine.tracking.eye_calibration`): with the
+    chunks' ``identity`` file (its pupils of every frame), the eyes are calibrated once over the merged poses
+    and every frame's gaze is solved again with that calibration, as one process does. Without it, each chunk
+    keeps the gaze of its own calibration and the merged track records none (a warning says so).
 
     Args:
         parts: the chunks, in any order.
         names: their file names, for error messages (default ``part 1``, ``part 2``...).
         smooth: if > 0, Gaussian temporal smoothing of sigma ``smooth`` frames over the merged track.
+        identity: the identity file the chunks were tracked with (checked against their sha256 by the caller).
+        model: the face model (default: the shipped one).
 
     Raises:
         InputError: a part is not a chunk, the parts come from different identity files, two parts track
@@ -434,6 +451,12 @@ def merge_tracks(
         if list(parts[i].channels) != names:
             raise InputError("the chunk's channels differ from the other chunks'", path=labels[i])
     chans = {k: np.concatenate([parts[i].channels[k] for i in order]) for k in names}
+    frames_all = np.concatenate([parts[i].frames for i in order])
+    eyes = None
+    if identity is not None:
+        chans, eyes = _calibrate_merged(first, frames_all, chans, identity, model)
+    else:
+        log.warning("merging without the identity file: the eyes are not calibrated over the whole clip")
     valid = chans[layout.VALID] > 0.5
     n = len(valid)
     good = np.flatnonzero(valid)
@@ -460,8 +483,17 @@ def merge_tracks(
     if smooth > 0:
         meta["tracker"]["settings"]["smooth_sigma"] = smooth
     meta["merged_from"] = {"identity": chunks[0]["identity"], "chunks": [chunks[i]["frames"] for i in order]}
+    if eyes is not None:
+        meta["tracker"]["eye_calibration"] = {
+            "method": eyes.method,
+            "fallback": eyes.fallback,
+            "frames_used": eyes.frames_used,
+            "note": eyes.note,
+        }
+    else:
+        meta["tracker"].pop("eye_calibration", None)
     merged = FaceTrack(
-        frames=np.concatenate([parts[i].frames for i in order]),
+        frames=frames_all,
         rate=first.rate,
         width=first.width,
         height=first.height,
@@ -470,7 +502,44 @@ def merge_tracks(
         identity=first.identity,
         reflectance=first.reflectance,
         metadata=meta,
+        eyes=eyes,
     )
     if smooth > 0:
         merged = merged.with_params(smooth_params(merged.params(), valid, smooth))
     return merged
+
+
+def _calibrate_merged(
+    first: FaceTrack,
+    frames: npt.NDArray[np.int64],
+    chans: dict[str, npt.NDArray[np.float32]],
+    identity: IdentitySolve,
+    model: Any,
+) -> tuple[dict[str, npt.NDArray[np.float32]], Any]:
+    """Calibrate the eyes over every merged frame and solve each valid frame's gaze with it."""
+    if model is None:
+        from dvp_engine.facemodel import load_default_model
+
+        model = load_default_model()
+    index = {int(f): i for i, f in enumerate(identity.frames)}
+    missing = [int(f) for f in frames if int(f) not in index]
+    if missing:
+        raise InputError(f"frames {FrameSet.from_frames(missing)} are not in the identity file")
+    obs = identity.observations([index[int(f)] for f in frames])
+    whole = FaceTrack(
+        frames=frames,
+        rate=first.rate,
+        width=first.width,
+        height=first.height,
+        intrinsics=first.intrinsics,
+        channels=dict(chans),
+        identity=first.identity,
+        reflectance=first.reflectance,
+    )
+    params = whole.params()
+    valid = chans[layout.VALID] > 0.5
+    tracker = Tracker(model, first.width, first.height, _settings("cpu"), first.intrinsics)
+    tracker.set_identity(identity.identity, identity.reflectance)
+    eyes = tracker.solve_clip_gaze(params, valid, obs, np.zeros((len(frames), 2, 3)), None)
+    solved = whole.with_params(params)
+    return {k: solved.channels[k].astype(np.float32) for k in chans}, eyes

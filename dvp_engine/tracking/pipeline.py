@@ -459,8 +459,12 @@ def tracking_pass(
     progress: ProgressFn | None,
     start: npt.NDArray[np.float64] | None = None,
     eyes: Any = None,
+    blink_closure: npt.NDArray[np.float64] | None = None,
 ) -> TrackResult:
     """Pass 2: tracking mode over the frames (streamed in order; they must be ``numbers``), identity held.
+
+    ``blink_closure``: eyelid closure observations measured over the whole clip (chunks; see
+    :meth:`~dvp_engine.tracking.tracker.Tracker.track`).
 
     ``start``: the packed parameters the first frame starts from (re-tracking a stretch); ``eyes``: a fixed
     :class:`~dvp_engine.core.gaze.EyeCalibration` (None: estimated from these frames)."""
@@ -478,7 +482,7 @@ def tracking_pass(
 
     res = tracker.track(
         frame_at, obs, progress=(lambda d, n: progress("track", d, n)) if progress is not None else None,
-        start=start, eyes=eyes,
+        start=start, eyes=eyes, blink_closure=blink_closure,
     )  # fmt: skip
     if on_bad_frame == "error" and not res.valid.all():
         bad = int(np.flatnonzero(~res.valid)[0])

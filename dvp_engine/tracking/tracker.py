@@ -331,7 +331,7 @@ class Tracker:
             images, xp.asarray(lm), xp.asarray(lw), xp.asarray(scale), self.intrinsics, image_scale, bt, bw
         )
 
-    def _blink_measures(self, observations: Sequence[FrameObservation]) -> npt.NDArray[np.float64] | None:
+    def blink_measures(self, observations: Sequence[FrameObservation]) -> npt.NDArray[np.float64] | None:
         """``(F, 2)`` eyelid closure per frame from the landmarks' eye aspect ratio, relative to this clip's
         open-eye level (:func:`~dvp_engine.tracking.eyes.blink_measure`; NaN where no face), or None when the
         term is off or the clip is too short to know the actor's open eyes."""
@@ -436,10 +436,13 @@ class Tracker:
         progress: ProgressFn | None = None,
         start: npt.NDArray[np.float64] | None = None,
         eyes: EyeCalibration | None = None,
+        blink_closure: npt.NDArray[np.float64] | None = None,
     ) -> TrackResult:
         """Tracking mode (see :meth:`_track`), with numpy's BLAS limited to ``settings.blas_threads``."""
         with blas_threads(self.settings.blas_threads if self.xp is np else None):
-            return self._track(frames, observations, progress=progress, start=start, eyes=eyes)
+            return self._track(
+                frames, observations, progress=progress, start=start, eyes=eyes, blink_closure=blink_closure
+            )
 
     def _track(
         self,
@@ -449,6 +452,7 @@ class Tracker:
         progress: ProgressFn | None = None,
         start: npt.NDArray[np.float64] | None = None,
         eyes: EyeCalibration | None = None,
+        blink_closure: npt.NDArray[np.float64] | None = None,
     ) -> TrackResult:
         """Tracking mode over a sequence.
 
@@ -460,6 +464,9 @@ class Tracker:
             start: ``(FRAME_SIZE,)`` packed parameters the first frame starts from (a warm start, e.g. an
                 artist's keyed values when re-tracking a stretch); None: a cold start from the landmarks.
             eyes: a fixed eye calibration to solve the gaze with (no calibration from these frames).
+            blink_closure: ``(F, 2)`` eyelid closure observations of these frames measured over the whole clip
+                (:meth:`blink_measures` of every frame, rows of these: a chunk of a longer clip), instead of
+                measuring them over these frames alone.
 
         Returns:
             :class:`TrackResult` with packed parameters, confidence and validity.
@@ -478,7 +485,7 @@ class Tracker:
         # last good local parameters (a given start counts as the frame before the first)
         prev: Array | None = None if start is None else xp.asarray(from_packed(np.asarray(start)[None])[0][0])
         follow = np.zeros((n, 2, 3))  # eyeball centres per frame with ``eyeball_follows_face``
-        blinks = self._blink_measures(observations)
+        blinks = self.blink_measures(observations) if blink_closure is None else blink_closure
         last_ok = -1
         t_track = 0.0
         i = 0
@@ -540,7 +547,7 @@ class Tracker:
                 progress(j, n)
             i = j
         t0 = time.perf_counter()
-        eyes = self._gaze(params, valid, observations, follow, eyes)
+        eyes = self.solve_clip_gaze(params, valid, observations, follow, eyes)
         t_gaze = time.perf_counter() - t0
         # lost frames: interpolated between the neighbouring good frames (held before the first / after the
         # last good one); flagged valid 0, confidence 0
@@ -564,7 +571,7 @@ class Tracker:
             eyes=eyes,
         )
 
-    def _gaze(
+    def solve_clip_gaze(
         self,
         params: npt.NDArray[np.float64],
         valid: npt.NDArray[np.bool_],

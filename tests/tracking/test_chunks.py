@@ -50,9 +50,10 @@ def _vertices(track: FaceTrack) -> np.ndarray:
 def test_chunked_tracking_matches_one_process(tracks: dict[str, Path]) -> None:
     """Identity and landmarks are shared, so the first chunk is bit-identical to one process; later chunks start
     their first batch cold instead of warm, and the difference carries on through the chunk's warm starts.
-    Measured on frames 1-30 of the sample clip in chunks of 10 (head about 0.6 m from the camera): rotation up to
-    0.34 degrees, sideways translation 0.25 mm, depth 2.5 mm (0.4 %), the expression mesh 0.76 mm, gaze 1.1
-    degrees, confidence 0.0014. The tolerances below are about 1.5 to 2 times that."""
+    Measured on frames 1-30 of the sample clip in chunks of 10 (head about 0.6 m from the camera), with the
+    blink observations and the eye calibration of the whole clip: rotation up to 0.53 degrees, sideways
+    translation 0.41 mm, depth 2.2 mm (0.4 %), the expression mesh 1.1 mm, gaze 1.1 degrees, confidence 0.002.
+    The tolerances below are about 1.5 to 2 times that."""
     one, merged = FaceTrack.load(tracks["one"]), FaceTrack.load(tracks["merged"])
     ident = IdentitySolve.load(tracks["identity"])
     np.testing.assert_array_equal(merged.frames, np.arange(1, 31))
@@ -64,14 +65,23 @@ def test_chunked_tracking_matches_one_process(tracks: dict[str, Path]) -> None:
     for c in CHUNKS:
         part = FaceTrack.load(tracks[c])
         np.testing.assert_array_equal(part.identity, ident.identity.astype(np.float32))
-    for name in one.channels:  # the first chunk is exactly one process's
-        np.testing.assert_array_equal(merged.channels[name][:10], one.channels[name][:10], err_msg=name)
+    # the first chunk is exactly one process's (the blink observations are measured over the whole clip,
+    # from the identity file's landmarks, as one process measures them), except the gaze: the eyes are
+    # calibrated once over the merged poses, which differ slightly from one process's in later chunks
+    for name in one.channels:
+        if not name.startswith("gaze."):
+            np.testing.assert_array_equal(merged.channels[name][:10], one.channels[name][:10], err_msg=name)
+    # one clip-level eye calibration in the merged track, close to one process's
+    assert merged.eyes is not None and one.eyes is not None
+    assert merged.eyes.method == one.eyes.method and merged.eyes.fallback == one.eyes.fallback
+    assert np.abs(np.asarray(merged.eyes.centres) - np.asarray(one.eyes.centres)).max() < 2e-3
+    assert merged.metadata["tracker"]["eye_calibration"]["frames_used"] == one.eyes.frames_used
     rot = [f"head.r{a}" for a in "xyz"]
     tra = ["head.tx", "head.ty"]
     gaze = [n for n in one.channels if n.startswith("gaze.")]
     for names, tol in (
-        (rot, 0.5),
-        (tra, 5e-4),
+        (rot, 0.8),
+        (tra, 7e-4),
         (["head.tz"], 4e-3),
         (gaze, 2.0),
         ([layout.CONFIDENCE], 0.01),
