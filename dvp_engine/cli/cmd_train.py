@@ -75,10 +75,16 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="start again in a folder that holds a model (its checkpoints go)",
     )
     p.add_argument(
-        "--preview-every", type=int_type(1), default=1000, help="iterations between held-out previews"
+        "--preview-every",
+        type=int_type(0),
+        default=1000,
+        help="iterations between held-out previews (0: only at the end)",
     )
     p.add_argument(
-        "--checkpoint-every", type=int_type(1), default=1000, help="iterations between checkpoints"
+        "--checkpoint-every",
+        type=int_type(0),
+        default=1000,
+        help="iterations between checkpoints (0: only at the end)",
     )
     add_device(p)
 

@@ -434,10 +434,18 @@ def train_portrait(
         )
     if state is not None:
         config = state["config"]
+        old_arch = config.get("arch") or "paper"  # checkpoints from before architectures were named
+        if arch is not None and arch != old_arch:
+            raise DvpError(
+                f"the folder holds a model of the {old_arch!r} architecture and {arch!r} was asked for; "
+                "leave --arch out to continue it, or pass --overwrite (without --resume) to start again with "
+                f"{arch!r}",
+                path=model_dir,
+            )
         diffs = [
             f"--{k} {v} (the checkpoint was trained with {config.get(k)!r})"
             for k, v in asked.items()
-            if v is not None and v != config.get(k)
+            if v is not None and k != "arch" and v != config.get(k)
         ]
         if diffs:
             raise DvpError(
@@ -446,8 +454,7 @@ def train_portrait(
                 path=model_dir,
             )
         asked = {k: config.get(k) for k in asked}
-        if asked["arch"] is None:  # checkpoints from before architectures were named
-            asked["arch"] = "paper"
+        asked["arch"] = old_arch
     chosen_arch = str(asked["arch"] or "fast")
     defaults = {"size": 256, "nw": 11, "ngf": int(ARCH_DEFAULTS[chosen_arch]["ngf"]), "batch": 16, "seed": 0}
     chosen: dict[str, int] = {k: int(v) if (v := asked[k]) is not None else defaults[k] for k in defaults}

@@ -46,7 +46,11 @@ def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{bin_dir}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{ROOT}{os.pathsep}{env.get('PYTHONPATH', '')}"
-    env.setdefault("OMP_NUM_THREADS", "1")
+    # the steps train on as many threads as the in-process `dvp reenact` they are compared with: CPU kernels
+    # split their sums by thread, so another count gives other (equally valid) float roundings
+    import torch
+
+    env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
     return env
 
 
@@ -143,8 +147,9 @@ def test_a_killed_render_task_retried_rewrites_only_its_chunk(runs: dict[str, Pa
 
 def test_chunked_tracking_steps_run_under_openjd(runs: dict[str, Path]) -> None:
     """--track-chunk 10: the identity task, three chunk tasks and the merge, run by openjd in dependency order;
-    the merged track shares the one-process track's identity and its first chunk bit for bit (the tolerance of the
-    other chunks is tests/tracking/test_chunks.py's)."""
+    the merged track shares the one-process track's identity and its first chunk bit for bit, but for the gaze (the
+    eyes are calibrated over the merged poses: within 0.001 deg); the other chunks' tolerance is
+    tests/tracking/test_chunks.py's."""
     from dvp_engine.core import FaceTrack
 
     tmp = runs["tmp"]
@@ -169,5 +174,10 @@ def test_chunked_tracking_steps_run_under_openjd(runs: dict[str, Path]) -> None:
     np.testing.assert_array_equal(merged.frames, one.frames)
     np.testing.assert_array_equal(merged.identity, one.identity)
     for ch in one.channels:
-        np.testing.assert_array_equal(merged.channels[ch][:10], one.channels[ch][:10], err_msg=ch)
+        if ch.startswith("gaze."):
+            # the eyes are calibrated once over the merged poses (the later chunks' differ within
+            # tests/tracking/test_chunks.py's tolerance), so the first chunk's gaze moves by float rounding only
+            np.testing.assert_allclose(merged.channels[ch][:10], one.channels[ch][:10], atol=1e-3, err_msg=ch)
+        else:
+            np.testing.assert_array_equal(merged.channels[ch][:10], one.channels[ch][:10], err_msg=ch)
     assert float(np.abs(merged.channel("head.ry") - one.channel("head.ry")).max()) < 0.5
