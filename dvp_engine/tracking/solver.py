@@ -791,10 +791,12 @@ def initial_pose(
     intrinsics: tuple[float, float, float, float],
     shape: Array,
 ) -> Array:
-    """A frontal pose guess from detected landmarks: ``(B, 6)`` (rotation 0, translation).
+    """A frontal pose guess from detected landmarks: ``(B, 6)`` (rotation: roll only; translation, metres).
 
-    Depth from the ratio of the model's and the detection's inter-ocular distances (outer eye corners 36/45),
-    x/y from the landmark centroid.
+    Roll (about the camera's z, radians, in ``(-pi, pi]``) from the image angle of the line between the outer
+    eye corners 36/45 against the model's (a head on its side or upside down starts turned as seen, so the
+    solver does not fit an upright face to it), depth from the ratio of the model's and the detection's
+    inter-ocular distances, x/y from the landmark centroid.
     """
     xp = m.xp
     fx, fy, cx, cy = intrinsics
@@ -805,11 +807,16 @@ def initial_pose(
     tz = fx * iod_model / iod_img + lm3[:, 2].mean()
     wsum = xp.maximum(weights.sum(axis=1), 1e-9)
     centre = (landmarks * weights[..., None]).sum(axis=1) / wsum[:, None]
+    dm = lm3[45] - lm3[36]
+    roll = xp.arctan2(d[:, 1] * fx, d[:, 0] * fy) - math.atan2(float(dm[1]), float(dm[0]))
+    roll = xp.arctan2(xp.sin(roll), xp.cos(roll))
     mc = lm3.mean(axis=0)
+    c, s = xp.cos(roll), xp.sin(roll)
     z_c = tz + mc[2]
-    tx = (centre[:, 0] - cx) * z_c / fx - mc[0]
-    ty = (centre[:, 1] - cy) * z_c / fy - mc[1]
+    tx = (centre[:, 0] - cx) * z_c / fx - (c * mc[0] - s * mc[1])
+    ty = (centre[:, 1] - cy) * z_c / fy - (s * mc[0] + c * mc[1])
     out = xp.zeros((landmarks.shape[0], 6))
+    out[:, 2] = roll
     out[:, 3] = tx
     out[:, 4] = ty
     out[:, 5] = tz

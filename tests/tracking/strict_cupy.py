@@ -24,7 +24,7 @@ import numpy as np
 from numpy.lib.mixins import NDArrayOperatorsMixin
 
 # functions the tracker may call as xp.<name>; anything else is missing, as it would be in a smaller CuPy
-_FUNCTIONS = """abs arange argsort asarray ascontiguousarray array bincount broadcast_to clip concatenate cos
+_FUNCTIONS = """abs arange arctan2 argsort asarray ascontiguousarray array bincount broadcast_to clip concatenate cos
 cross cumsum diag diagonal einsum exp eye floor full full_like isfinite linspace log matmul max maximum mean
 min minimum ones ones_like pad repeat reshape round searchsorted sign sin sqrt square stack sum swapaxes take
 tensordot tile transpose where zeros zeros_like""".split()

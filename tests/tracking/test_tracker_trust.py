@@ -81,3 +81,26 @@ def test_the_upside_down_sample_clip_is_not_tracked_as_valid(tmp_path) -> None: 
         write_image(tmp_path / f"r.{f:04d}.png", rgb)
     assert main(["track", str(tmp_path / "r.####.png"), "-o", str(tmp_path / "r.npz"), "-q"]) == 0
     assert FaceTrack.load(tmp_path / "r.npz").channel("track.valid").tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("roll_deg", [0.0, 25.0, -90.0, 180.0])
+def test_the_cold_start_pose_takes_the_roll_the_landmarks_show(roll_deg: float) -> None:
+    """A re-initialised frame starts turned as the landmarks are (roll from the outer eye corners), so a head on
+    its side or upside down is not fitted from an upright start; the translation puts the model's landmark
+    centroid under the detection's."""
+    model = load_default_model()
+    size = 160
+    intr = default_intrinsics(size, size)
+    m = S.prepare_model(model, np, S.SolverSettings())
+    local = np.zeros((1, S.N_LOCAL))
+    local[0, 2] = np.deg2rad(roll_deg)
+    local[0, S.TRANS] = [0.01, -0.005, 0.7]
+    local[:, S.SH] = S.ambient_sh(np) * 0.9
+    bg = np.full((size, size, 3), 0.5)
+    _, pix, _ = render_params(model, to_packed(local, np.zeros((1, 4)))[0], intr, bg)
+    lm = pix[np.asarray(model.landmarks68)][None]
+    pose = S.initial_pose(m, lm, np.ones((1, 68)), intr, m.shape(None))
+    got = np.rad2deg(pose[0, 2])
+    assert abs((got - roll_deg + 180.0) % 360.0 - 180.0) < 3.0, got
+    np.testing.assert_allclose(pose[0, 0:2], 0.0)  # no pitch or yaw guessed
+    np.testing.assert_allclose(pose[0, 3:5], local[0, 3:5], atol=0.006)  # metres
