@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,6 +112,24 @@ def test_a_live_holder_keeps_a_second_lock_out_and_is_named(
     with hold_lock(lock, "second") as got:
         assert read_lock(got)["pid"] == os.getpid()  # type: ignore[index]
     assert not lock.exists()
+
+
+def test_wait_keeps_trying_while_a_live_holder_holds_it(tmp_path: Path, holder_factory: list[Holder]) -> None:
+    lock = tmp_path / ".dvp-job.json.lock"
+    h = Holder(tmp_path, "folder", lock)
+    holder_factory.append(h)
+    t0 = time.monotonic()
+    with pytest.raises(LockError, match=f"pid {h.pid}"), hold_lock(lock, wait=0.3):
+        pass
+    assert time.monotonic() - t0 >= 0.3  # it waited before giving up
+    timer = threading.Timer(0.5, h.release_file.write_text, ("go",))
+    timer.start()
+    t0 = time.monotonic()
+    with hold_lock(lock, "waiter", wait=30):  # the holder lets go after half a second: taken then
+        assert time.monotonic() - t0 >= 0.4
+        assert read_lock(lock)["pid"] == os.getpid()  # type: ignore[index]
+    timer.join()
+    assert h.proc.wait(60) == 0 and not lock.exists()
 
 
 def test_a_dead_holders_lock_is_taken_over(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
-"""The job state (``.dvp-job.json``) keeps every process's finished steps when several update it at once (two
-farm tasks of one job finishing together, two trainings preparing other sizes in one cache folder)."""
+"""The job state (``.dvp-job.json``) keeps every process's finished steps, and the hash cache every process's
+hashes, when several update them at once (two farm tasks of one job finishing together, two trainings
+preparing other sizes in one cache folder)."""
 
 from __future__ import annotations
 
@@ -31,10 +32,12 @@ WORKER = textwrap.dedent(
             out.write_text("done")
         return run
 
+    src = folder / f"in.{worker}.txt"  # an input file of its own: each worker adds its hash to the cache
+    src.write_text(worker)
     todo = []
     for k in range(steps):
         out = folder / f"out.{worker}.{k}"
-        todo.append(Step(f"{worker}.s{k}", make(out), [out], {"worker": worker, "k": k}))
+        todo.append(Step(f"{worker}.s{k}", make(out), [out], {"src": src, "k": k}))
     assert run_steps(todo, folder) == [s.name for s in todo]
     """
 )
@@ -59,5 +62,7 @@ def test_concurrent_processes_keep_every_finished_step(tmp_path: Path) -> None:
     assert set(done) == want, f"lost {len(want - set(done))} of {len(want)} updates"
     assert all(len(v["fingerprint"]) == 16 for v in done.values())
     assert JobState.load(job).done == done
+    hashes = json.loads((job / ".dvp-hashes.json").read_text())
+    assert sorted(Path(k).name for k in hashes) == sorted(f"in.w{i}.txt" for i in range(n))  # all kept
     # nothing left behind but the outputs, the state, the hash cache
     assert sorted(p.name for p in job.iterdir() if p.name.startswith(".")) == [".dvp-hashes.json", STATE_NAME]
