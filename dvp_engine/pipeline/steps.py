@@ -6,8 +6,9 @@ disk (number, size, SHA-256), so a regraded, added or missing frame changes it; 
 callable is called when the step's turn comes and its result described (e.g. the generator weights a model's
 ``latest.json`` points to, known only after training). Hashes are cached per job folder in ``.dvp-hashes.json``
 by path, size and modification time, so an unchanged file is read once; a file rewritten with the same bytes
-changes nothing. The job state (``<job folder>/.dvp-job.json``, written atomically after every step) records
-the fingerprint each finished step ran with. A rerun skips a step whose outputs all exist and whose fingerprint
+changes nothing. The job state (``<job folder>/.dvp-job.json``, read again, updated and written atomically under a
+lock after every step, so processes of one job finishing steps at once keep each other's) records the
+fingerprint each finished step ran with. A rerun skips a step whose outputs all exist and whose fingerprint
 is unchanged, so an interrupted job continues where it stopped and a changed input redoes only what depends on
 it.
 """
@@ -24,11 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from dvp_engine.core.atomic import sha256_file, write_text_atomic
+from dvp_engine.core.lock import hold_lock
 
 log = logging.getLogger("dvp")
 
 STATE_NAME = ".dvp-job.json"
 HASHES_NAME = ".dvp-hashes.json"
+#: Seconds a process waits for another's read-modify-write of the job state or hash cache (milliseconds long).
+LOCK_WAIT = 60.0
 
 
 class HashCache:
@@ -63,11 +67,14 @@ class HashCache:
         return st.st_size, digest
 
     def save(self) -> None:
-        """Write the cache (when a hash was added) atomically."""
+        """Write the cache (when a hash was added) atomically, merged with what other processes wrote meanwhile
+        (under a lock, ``<cache>.lock``)."""
         if self.path is None or not self._dirty:
             return
-        live = {k: v for k, v in self._entries.items() if Path(k).is_file()}
-        write_text_atomic(self.path, json.dumps(live, sort_keys=True) + "\n")
+        with hold_lock(self.path.with_name(self.path.name + ".lock"), f"update {self.path}", wait=LOCK_WAIT):
+            merged = {**HashCache(self.path)._entries, **self._entries}  # keep other processes' hashes
+            live = {k: v for k, v in merged.items() if Path(k).is_file()}
+            write_text_atomic(self.path, json.dumps(live, sort_keys=True) + "\n")
         self._dirty = False
 
 
@@ -151,7 +158,24 @@ class JobState:
         return cls(folder)
 
     def save(self) -> None:
+        """Write this state as it is (over whatever the file holds)."""
         write_text_atomic(self.path, json.dumps({"done": self.done}, indent=1, sort_keys=True) + "\n")
+
+    def record(self, name: str, entry: dict[str, Any]) -> None:
+        """Record the finished step ``name`` in the file, keeping what other processes recorded meanwhile.
+
+        The file is read again, updated and written (atomically) under a lock (``<state>.lock``,
+        :func:`dvp_engine.core.lock.hold_lock`), so two processes of one job finishing steps at once both keep
+        theirs; ``done`` becomes the merged state.
+
+        Raises:
+            LockError: another process held the state's lock for over a minute (named).
+        """
+        with hold_lock(self.path.with_name(self.path.name + ".lock"), f"update {self.path}", wait=LOCK_WAIT):
+            on_disk = JobState.load(self.folder).done
+            on_disk[name] = entry
+            self.done = on_disk
+            self.save()
 
 
 def run_steps(steps: Iterable[Step], folder: Path, *, force: bool = False) -> list[str]:
@@ -173,7 +197,6 @@ def run_steps(steps: Iterable[Step], folder: Path, *, force: bool = False) -> li
         missing = [str(p) for p in step.outputs if not p.exists()]
         if missing:
             raise RuntimeError(f"step {step.name} did not write {', '.join(missing)}")
-        state.done[step.name] = {"fingerprint": fp, "seconds": round(time.perf_counter() - t0, 3)}
-        state.save()
+        state.record(step.name, {"fingerprint": fp, "seconds": round(time.perf_counter() - t0, 3)})
         ran.append(step.name)
     return ran
