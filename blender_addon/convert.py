@@ -95,6 +95,20 @@ def matrices_to_pose(
     return eul, t_cv
 
 
+def points_to_blender(points_cv: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """OpenCV camera-frame points (metres; x right, y down, z forward) to the Blender camera's local frame
+    (x right, y up, -z forward): ``X_bl = C @ X_cv``, ``(F, 3)`` -> ``(F, 3)``. The look-at target Empty,
+    parented to the camera, is keyed with these locations."""
+    return np.asarray(points_cv, dtype=np.float64).reshape(-1, 3) @ CV_TO_BLENDER
+
+
+def points_from_blender(points_bl: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Inverse of :func:`points_to_blender`: points in the camera's local frame (from
+    ``inverse(camera.matrix_world) @ world point``) to the OpenCV camera frame (the ``look.x look.y look.z``
+    channels), ``(F, 3)`` metres."""
+    return np.asarray(points_bl, dtype=np.float64).reshape(-1, 3) @ CV_TO_BLENDER
+
+
 @dataclass(frozen=True)
 class CameraParams:
     """Blender camera and render settings equivalent to pinhole intrinsics."""

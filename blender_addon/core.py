@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # type checkers see the source tree's copy
         apply_curves,
         cli_protocol,
         curves,
+        gaze,
         layout,
         rotation,
     )
@@ -54,6 +55,7 @@ else:
     layout = _core.layout
     rotation = import_module(_core.__name__ + ".rotation")
     curves = import_module(_core.__name__ + ".curves")
+    gaze = import_module(_core.__name__ + ".gaze")
     cli_protocol = import_module(_core.__name__ + ".cli_protocol")
 
 core: ModuleType = _core
@@ -75,6 +77,7 @@ __all__ = [
     "core",
     "curves",
     "from_vendored",
+    "gaze",
     "layout",
     "rotation",
 ]

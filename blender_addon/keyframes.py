@@ -91,7 +91,7 @@ def fcurves_by_path(bag: bpy.types.ActionChannelbag) -> dict[tuple[str, int], bp
 
 def soft_range(name: str) -> tuple[float, float]:
     """The slider range of a channel's property (values outside it can still be typed)."""
-    if name.startswith(("blink.", "track.")):
+    if name.startswith(("blink.", "track.")) or name == "look.weight":
         return 0.0, 1.0
     if name.startswith("gaze."):
         return -40.0, 40.0

@@ -74,6 +74,37 @@ class DVP_OT_export_curves(bpy.types.Operator, ExportHelper):  # type: ignore[mi
         return {"FINISHED"}
 
 
+class DVP_OT_add_look_target(bpy.types.Operator):  # type: ignore[misc]
+    """Add an Empty the head's eyes look at (<head>_look_target, under the camera): key its location to move
+    the target, and the head's look.weight (0..1) to blend it with the gaze curves"""
+
+    bl_idname = "dvp.add_look_target"
+    bl_label = "Add Look Target"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            head = scene_io.find_head(context)
+            existing = scene_io.look_target(head)
+            target = scene_io.ensure_look_target(context, head)
+        except DvpError as exc:
+            self.report({"ERROR"}, f"Add Look Target: {exc}")
+            return {"CANCELLED"}
+        for obj in context.view_layer.objects:
+            obj.select_set(False)
+        target.select_set(True)
+        context.view_layer.objects.active = target
+        if existing is not None:
+            self.report({"INFO"}, f"{head.name} already looks at {target.name} (selected)")
+        else:
+            self.report(
+                {"INFO"},
+                f"{target.name}: the eyes of {head.name} follow it (look.weight "
+                f"{float(head[scene_io.LOOK_WEIGHT]):g}); key its location to animate the target",
+            )
+        return {"FINISHED"}
+
+
 @dataclass
 class RenderJob:
     """Everything one render needs: the command line, where frames go and how to load them back."""
@@ -276,4 +307,4 @@ class DVP_OT_render(bpy.types.Operator):  # type: ignore[misc]
         return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
 
 
-classes = (DVP_OT_import_track, DVP_OT_export_curves, DVP_OT_render)
+classes = (DVP_OT_import_track, DVP_OT_export_curves, DVP_OT_add_look_target, DVP_OT_render)

@@ -82,4 +82,32 @@ class VIEW3D_PT_dvp_controls(bpy.types.Panel):  # type: ignore[misc]
             col.prop(head, path, text=label, slider=True)
 
 
-classes = (VIEW3D_PT_dvp, VIEW3D_PT_dvp_controls)
+class VIEW3D_PT_dvp_look(bpy.types.Panel):  # type: ignore[misc]
+    """The look-at target: the Empty the eyes follow and the head's look.weight."""
+
+    bl_label = "Look at"
+    bl_idname = "VIEW3D_PT_dvp_look"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "DVP"
+    bl_parent_id = "VIEW3D_PT_dvp"
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        return panel_head(context) is not None
+
+    def draw(self, context: bpy.types.Context) -> None:
+        head = panel_head(context)
+        if head is None:
+            return
+        col = self.layout.column(align=True)
+        target = scene_io.look_target(head)
+        if target is None:
+            col.operator(operators.DVP_OT_add_look_target.bl_idname, icon="HIDE_OFF")
+        else:
+            col.label(text=f"Target: {target.name}", icon="EMPTY_DATA")
+        if scene_io.LOOK_WEIGHT in head.keys():
+            col.prop(head, keyframes.prop_path(scene_io.LOOK_WEIGHT), text="look weight", slider=True)
+
+
+classes = (VIEW3D_PT_dvp, VIEW3D_PT_dvp_controls, VIEW3D_PT_dvp_look)

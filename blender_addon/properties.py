@@ -112,6 +112,7 @@ class DVP_SceneSettings(bpy.types.PropertyGroup):  # type: ignore[misc]
             ("controls", "Controls", "named face.* controls"),
             ("expression", "Expression", "raw expr.*"),
             ("light", "Light", "light.sh.*"),
+            ("look", "Look-at", "look.* (the look target Empty and look.weight)"),
         ),
         options={"ENUM_FLAG"},
         default={"gaze", "blink"},

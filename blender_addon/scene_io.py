@@ -18,7 +18,18 @@ import numpy.typing as npt
 from mathutils import Matrix
 
 from . import convert, keyframes
-from .core import MOVIE_SUFFIXES, Curve, CurveSet, FaceTrack, InputError, Key, apply_curves, curves, layout
+from .core import (
+    MOVIE_SUFFIXES,
+    Curve,
+    CurveSet,
+    FaceTrack,
+    InputError,
+    Key,
+    apply_curves,
+    curves,
+    gaze,
+    layout,
+)
 
 HEAD_MARK = "dvp_head"
 """Custom property marking the head Empty (its value is the source track's path)."""
@@ -27,6 +38,13 @@ CHANNELS_PROP = "dvp_channels"
 ACTION_NAME = "DVP head"
 CAMERA_NAME = "DVP Camera"
 HEAD_NAME = "DVP Head"
+LOOK_TARGET_PROP = "dvp_look_target"
+"""Custom property on the head Empty: the look-at target Empty (an object pointer)."""
+LOOK_SUFFIX = "_look_target"
+"""The target Empty is named ``<head name>_look_target``."""
+LOOK_ACTION_NAME = "DVP look target"
+LOOK_WEIGHT = layout.LOOK_AT[3]
+LOOK_TARGET = layout.LOOK_AT[:3]
 
 _DESCRIPTIONS = {
     "gaze.left.x": "actor's left eye yaw, degrees (+ looks toward image right)",
@@ -37,6 +55,7 @@ _DESCRIPTIONS = {
     "blink.right": "actor's right eyelid closure, 0 open .. 1 closed",
     layout.CONFIDENCE: "tracking confidence 0..1 (informational)",
     layout.VALID: "1 where the face was tracked, 0 where it was lost",
+    LOOK_WEIGHT: "0 the gaze curves alone .. 1 both eyes look at the look target Empty",
 }
 
 
@@ -55,8 +74,9 @@ def _group_of(name: str) -> str:
 
 
 def prop_channels(track: FaceTrack) -> dict[str, npt.NDArray[np.float32]]:
-    """Channels that become custom properties: everything but ``head.*``, plus named ``face.*`` controls."""
-    out = {k: v for k, v in track.channels.items() if not k.startswith("head.")}
+    """Channels that become custom properties: everything but ``head.*`` and the look-at target
+    ``look.x look.y look.z`` (the target Empty's location), plus named ``face.*`` controls."""
+    out = {k: v for k, v in track.channels.items() if not k.startswith("head.") and k not in LOOK_TARGET}
     for name in curves.control_directions(track):
         out[name] = curves.control_values(track, name).astype(np.float32)
     return out
@@ -141,6 +161,13 @@ def import_track(
         keyframes.key_fcurve(
             bag, keyframes.prop_path(name), 0, frames, values, group=_group_of(name), interpolation=interp
         )
+    if all(c in track.channels for c in layout.LOOK_AT):
+        target = ensure_look_target(context, head, camera)
+        pts = np.stack([track.channels[c] for c in LOOK_TARGET], axis=1)
+        loc_bl = convert.points_to_blender(pts)
+        tbag = keyframes.ensure_channelbag(target, LOOK_ACTION_NAME)
+        for i in range(3):
+            keyframes.key_fcurve(tbag, "location", i, frames, loc_bl[:, i], group="look")
     if set_range and track.n_frames:
         scene.frame_start = int(track.frames[0])
         scene.frame_end = int(track.frames[-1])
@@ -149,6 +176,46 @@ def import_track(
         add_plate(camera, Path(plate))
         head["dvp_plate"] = str(plate)
     return head, camera
+
+
+def look_target(head: bpy.types.Object) -> bpy.types.Object | None:
+    """The head's look-at target Empty (:data:`LOOK_TARGET_PROP`), or None (none made, or deleted)."""
+    obj = head.get(LOOK_TARGET_PROP)
+    if not isinstance(obj, bpy.types.Object) or obj.name not in bpy.data.objects:
+        return None
+    return obj
+
+
+def ensure_look_target(
+    context: bpy.types.Context, head: bpy.types.Object, camera: bpy.types.Object | None = None
+) -> bpy.types.Object:
+    """The head's look-at target Empty, created if missing: ``<head>_look_target``, parented to the camera.
+
+    Its location relative to the camera is the target of ``look.x look.y look.z`` (Blender camera frame,
+    :func:`convert.points_to_blender`); a new one starts halfway between the lens and the head at the current
+    frame (in front of the face). The head gets the ``look.weight`` custom property (1.0 when new) so the
+    eyes follow the target; key both like any other channel.
+    """
+    target = look_target(head)
+    if target is None:
+        cam = camera if camera is not None else reference_camera(context, head)
+        target = bpy.data.objects.new(head.name + LOOK_SUFFIX, None)
+        target.empty_display_type = "SPHERE"
+        target.empty_display_size = 0.01
+        context.scene.collection.objects.link(target)
+        rel = cam.matrix_world.inverted_safe() @ head.matrix_world
+        target.parent = cam
+        target.matrix_parent_inverse = Matrix.Identity(4)
+        target.location = 0.5 * rel.translation
+        head[LOOK_TARGET_PROP] = target
+    if LOOK_WEIGHT not in head.keys():
+        keyframes.ensure_custom_props(head, [LOOK_WEIGHT], _DESCRIPTIONS)
+        head[LOOK_WEIGHT] = 1.0
+    names = [n for n in str(head.get(CHANNELS_PROP, "")).split(",") if n]
+    if LOOK_WEIGHT not in names:
+        head[CHANNELS_PROP] = ",".join(names + [LOOK_WEIGHT])
+    head.update_tag()  # custom properties set from Python reach the evaluated copy only when tagged
+    return target
 
 
 def add_plate(camera: bpy.types.Object, plate: Path) -> None:
@@ -227,15 +294,19 @@ def evaluate_head(
     """Channels of the evaluated scene at each frame (NLA, modifiers, drivers, constraints baked).
 
     Returns channel name -> ``(F,)`` values in engine units: the head pose from the Empty's evaluated
-    matrix relative to the camera, every other channel from the evaluated custom properties (a property
-    the artist deleted is left out; a ``.npz`` export then fills a missing packed channel with 0).
+    matrix relative to the camera, ``look.x look.y look.z`` from the look target Empty's evaluated world
+    position relative to the camera (OpenCV camera frame, :func:`convert.points_from_blender`) when the head
+    has one, every other channel from the evaluated custom properties (a property the artist deleted is left
+    out; a ``.npz`` export then fills a missing packed channel with 0).
     """
     scene = context.scene
     camera = reference_camera(context, head)
+    target = look_target(head)
     present = set(head.keys())
     names = [n for n in str(head.get(CHANNELS_PROP, "")).split(",") if n and n in present]
     fr = np.asarray(frames, dtype=np.int64).reshape(-1)
     rel = np.empty((len(fr), 4, 4))
+    look_bl = np.empty((len(fr), 3))
     values = np.empty((len(fr), len(names)), dtype=np.float64)
     current = scene.frame_current
     try:
@@ -245,6 +316,9 @@ def evaluate_head(
             h = head.evaluated_get(dg)
             c = camera.evaluated_get(dg)
             rel[i] = np.array(c.matrix_world.inverted_safe() @ h.matrix_world)
+            if target is not None:
+                tw = target.evaluated_get(dg).matrix_world.translation
+                look_bl[i] = np.array(c.matrix_world.inverted_safe() @ tw)
             for j, n in enumerate(names):
                 values[i, j] = float(h.get(n, 0.0))
     finally:
@@ -255,6 +329,10 @@ def evaluate_head(
         out[name] = rot[:, k].astype(np.float32)
     for k, name in enumerate(layout.HEAD_TRANSLATION):
         out[name] = trans[:, k].astype(np.float32)
+    if target is not None:
+        look_cv = convert.points_from_blender(look_bl)
+        for k, name in enumerate(LOOK_TARGET):
+            out[name] = look_cv[:, k].astype(np.float32)
     for j, n in enumerate(names):
         col = values[:, j]
         if n == layout.VALID:
@@ -309,10 +387,16 @@ def curve_set(
 
 
 def channel_group(name: str) -> str:
-    """The panel's curve group of a channel: head, gaze, blink, controls, expression, light or track."""
+    """The panel's curve group of a channel: head, gaze, blink, controls, expression, look, light or track."""
     if name.startswith("face."):
         return "controls"
-    for prefix, group in (("head.", "head"), ("gaze.", "gaze"), ("blink.", "blink"), ("expr.", "expression")):
+    for prefix, group in (
+        ("head.", "head"),
+        ("gaze.", "gaze"),
+        ("blink.", "blink"),
+        ("expr.", "expression"),
+        ("look.", "look"),
+    ):
         if name.startswith(prefix):
             return group
     return "light" if name.startswith("light.") else "track"
@@ -339,22 +423,24 @@ def export(
     chans = evaluate_head(context, head, frames)
     camera = reference_camera(context, head)
     meta = {"source": str(head.get(HEAD_MARK, "")), "exported_from": "blender", "blend": bpy.data.filepath}
+    src_path = Path(str(head.get(HEAD_MARK, "")))
+    src = FaceTrack.load(src_path) if src_path.is_file() else None
     if dest.suffix == ".json":
         kept = {k: v for k, v in chans.items() if keep is None or keep(k)}
         if not kept:
             raise InputError("no channels selected to export", path=dest)
+        if keep is None:  # the whole head as the scene shows it (reenact's selections meet another pose)
+            check_look_at(chans, frames, src)
         curve_set(frames, kept, meta).save(dest)
         return dest, len(frames)
     if dest.suffix != ".npz":
         raise InputError("export to a .npz track or a .json curve file", path=dest)
-    src_path = Path(str(head.get(HEAD_MARK, "")))
-    if not src_path.is_file():
+    if src is None:
         raise InputError(
             "the head's source track is missing (needed for identity and controls): re-import it or "
             "export a .json curve file instead",
             path=src_path,
         )
-    src = FaceTrack.load(src_path)
     intr, width, height = scene_intrinsics(scene, camera)
     base = {k: v for k, v in chans.items() if not k.startswith("face.")}
     for name in layout.FRAME_CHANNELS:
@@ -370,9 +456,48 @@ def export(
         identity=src.identity,
         reflectance=src.reflectance,
         metadata={**src.metadata, "edited_in": meta},
+        eyes=src.eyes,
     )
     controls = {k: v for k, v in chans.items() if k.startswith("face.")}
     if controls:
         track = apply_curves(track, curve_set(frames, controls, {}))
+    check_look_at(track.channels, frames, src)
     track.save(dest)
     return dest, len(frames)
+
+
+def _model_eye_centres() -> npt.NDArray[np.float64] | None:
+    """The default face model's eyeball centres ``(2, 3)`` (model frame, metres), or None where only the
+    vendored ``dvp_core`` is installed (no face model: ``dvp render`` checks the target then)."""
+    try:
+        from dvp_engine.facemodel import load_default_model
+    except ImportError:
+        return None
+    model = load_default_model()
+    return np.stack([model.eyeball_left_center, model.eyeball_right_center]).astype(np.float64)
+
+
+def check_look_at(
+    channels: Mapping[str, npt.ArrayLike], frames: npt.ArrayLike, source: FaceTrack | None
+) -> None:
+    """Refuse a look-at target the render would refuse (behind the face where ``look.weight`` > 0, or a
+    weight outside 0..1), naming the frame, with the eyeball centres ``dvp render`` uses: the source track's
+    eye calibration, else the face model's.
+
+    Raises:
+        InputError: ``frame N: look target: ...`` from :func:`dvp_engine.core.gaze.resolved_gaze`.
+    """
+    if LOOK_WEIGHT not in channels:
+        return
+    if any(c not in channels for c in layout.HEAD_ROTATION + layout.HEAD_TRANSLATION + layout.GAZE):
+        return
+    centres = source.eyes.centres if source is not None and source.eyes is not None else _model_eye_centres()
+    if centres is None:
+        return
+    numbers = [int(f) for f in np.asarray(frames).reshape(-1)]
+    try:
+        gaze.resolved_gaze(channels, centres, numbers)
+    except InputError as exc:
+        text, prefix = str(exc), f"frame {exc.frame}: "
+        text = text[len(prefix) :] if exc.frame is not None and text.startswith(prefix) else text
+        raise InputError(f"look target: {text}", frame=exc.frame) from None

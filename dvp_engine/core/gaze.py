@@ -182,6 +182,78 @@ def plate_point_to_camera(
     return ((u - cx) / fx * depth, (v - cy) / fy * depth, float(depth))
 
 
+def plate_points_to_camera(
+    u: npt.ArrayLike,
+    v: npt.ArrayLike,
+    depth: npt.ArrayLike,
+    intrinsics: Sequence[float],
+    frames: Sequence[int] | None = None,
+) -> F64:
+    """Camera-frame points (metres) seen at plate pixels ``(u, v)`` at camera-frame depths ``depth`` (z).
+
+    Vectorised :func:`plate_point_to_camera` with the sign rule of ``dvp edit --look-at``: a negative depth
+    is the point on the pixel's ray extended back through the lens (behind the camera), which still projects
+    to ``(u, v)``.
+
+    Args:
+        u, v: ``(F,)`` plate pixels, the track's image: pixel (0, 0)'s centre at (0, 0), x right, y down.
+        depth: ``(F,)`` camera-frame z in metres (distance along the lens axis), non-zero.
+        intrinsics: ``(fx, fy, cx, cy)`` in pixels (``FaceTrack.intrinsics``).
+        frames: frame numbers for error messages (default 0..F-1).
+
+    Returns:
+        ``(F, 3)`` points ``((u - cx) / fx * z, (v - cy) / fy * z, z)``, OpenCV camera frame, metres.
+
+    Raises:
+        InputError: a depth of 0 (the lens plane) or a non-finite value, naming the first such frame.
+    """
+    fx, fy, cx, cy = (float(x) for x in intrinsics)
+    uu, vv, z = np.broadcast_arrays(*(np.asarray(a, np.float64).reshape(-1) for a in (u, v, depth)))
+    numbers = list(frames) if frames is not None else list(range(len(z)))
+    bad = ~(np.isfinite(uu) & np.isfinite(vv) & np.isfinite(z)) | (z == 0.0)
+    if bad.any():
+        f = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"look-at plate point ({uu[f]:g}, {vv[f]:g}) px at depth {z[f]:g} m: the depth must be a non-zero "
+            "number of metres (0 is the lens itself; negative is behind the lens)",
+            frame=int(numbers[f]),
+        )
+    return np.stack([(uu - cx) / fx * z, (vv - cy) / fy * z, z], axis=1)
+
+
+def camera_to_plate_points(
+    points: npt.ArrayLike, intrinsics: Sequence[float], frames: Sequence[int] | None = None
+) -> tuple[F64, F64, F64]:
+    """Inverse of :func:`plate_points_to_camera`: plate pixels and depth of camera-frame points.
+
+    Args:
+        points: ``(F, 3)`` OpenCV camera frame points, metres.
+        intrinsics: ``(fx, fy, cx, cy)`` in pixels.
+        frames: frame numbers for error messages (default 0..F-1).
+
+    Returns:
+        ``(u, v, depth)``, each ``(F,)``: ``u = fx x / z + cx``, ``v = fy y / z + cy`` (plate pixels, pixel
+        (0, 0)'s centre at (0, 0), y down) and ``depth = z`` (metres, negative behind the lens).
+
+    Raises:
+        InputError: a point in the lens plane (z = 0, e.g. the lens itself), which no plate pixel shows,
+            naming the first such frame.
+    """
+    fx, fy, cx, cy = (float(x) for x in intrinsics)
+    p = np.asarray(points, np.float64).reshape(-1, 3)
+    numbers = list(frames) if frames is not None else list(range(len(p)))
+    bad = (p[:, 2] == 0.0) | ~np.isfinite(p).all(axis=1)
+    if bad.any():
+        f = int(np.flatnonzero(bad)[0])
+        raise InputError(
+            f"look-at target {tuple(round(float(x), 4) for x in p[f])} m (camera frame) is in the lens plane "
+            "(z = 0): no plate point shows it",
+            frame=int(numbers[f]),
+        )
+    z = p[:, 2]
+    return fx * p[:, 0] / z + cx, fy * p[:, 1] / z + cy, z.copy()
+
+
 def resolved_gaze(
     channels: Mapping[str, npt.ArrayLike],
     centres: npt.ArrayLike,

@@ -18,12 +18,20 @@ face.<name> (named controls)           ``face_<name>``            Double   coef
 expr.00 .. expr.63                     ``expr_00`` ..             Double   coef (advanced)
 light.sh.00 .. light.sh.26             ``light_sh_00`` ..         Double   coef (advanced)
 track.confidence / track.valid         ``track_confidence`` / ..  Double   0..1 (display)
+look.x look.y look.z                   ``look_at`` + ``look_depth`` XY + Double  Nuke px, metres
+look.weight                            ``look_weight``            Double   0..1
 =====================================  =========================  =======  =========
+
+The look-at knobs are not one knob per channel: ``look_at`` (an XY knob, so the viewer draws a handle on the
+plate) holds the target's plate point in Nuke's pixel convention and ``look_depth`` its camera-frame depth;
+:func:`look_channels_from_knobs` and :func:`look_knob_values` convert between them and the ``look.*``
+channels (camera frame, metres) with the track's intrinsics.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -32,6 +40,7 @@ import numpy.typing as npt
 
 from dvp_engine.core import FaceTrack, layout
 from dvp_engine.core.controls import all_control_values
+from dvp_engine.core.gaze import camera_to_plate_points, plate_points_to_camera
 
 #: Named controls of the default face model (the node shows these until a track brings its own).
 DEFAULT_CONTROLS: Final[tuple[str, ...]] = (
@@ -71,6 +80,8 @@ INNER_POSITIONS: dict[str, tuple[int, int]] = {
 #: Multi-dimensional knobs: knob name -> its channels in index order.
 #: None: Nuke's XY/XYZ knobs draw viewer handles at pixel positions, so dragging one would edit degrees or
 #: metres as pixels. Head pose and gaze are one Double knob per channel, side by side on a panel line.
+#: The one XY knob, ``look_at``, holds plate pixels (its handle is the target on the plate) and is converted
+#: (:func:`look_channels_from_knobs`), not mapped channel by channel.
 ARRAY_KNOBS: Final[dict[str, tuple[str, ...]]] = {}
 _ARRAY_OF: Final[dict[str, tuple[str, int]]] = {
     ch: (knob, i) for knob, chans in ARRAY_KNOBS.items() for i, ch in enumerate(chans)
@@ -88,6 +99,15 @@ _SCALARS_INV: Final = {v: k for k, v in _SCALARS.items()}
 
 #: Channels shown for information only: imported as curves, never exported as edits.
 DISPLAY_ONLY: Final[frozenset[str]] = frozenset(layout.AUX_CHANNELS)
+
+
+LOOK_AT_KNOB: Final = "look_at"
+"""XY knob: the look-at target's plate point, Nuke pixels (origin at the plate's bottom-left corner, y up)."""
+LOOK_DEPTH_KNOB: Final = "look_depth"
+"""Double knob: the target's camera-frame depth z, metres (negative: behind the lens)."""
+LOOK_WEIGHT_KNOB: Final = "look_weight"
+"""Double knob: ``look.weight``, 0 (the gaze curves alone) .. 1 (the eyes look at the target)."""
+LOOK_KNOBS: Final = (LOOK_AT_KNOB, LOOK_DEPTH_KNOB, LOOK_WEIGHT_KNOB)
 
 
 class UnmappableChannel(KeyError):
@@ -141,7 +161,7 @@ class KnobSpec:
     """One knob of the node, host-independent.
 
     ``kind``: ``tab``, ``begin_group``, ``begin_closed_group``, ``end_group``, ``file``, ``string``, ``enum``,
-    ``bool``, ``double``, ``xy``, ``xyz``, ``button``, ``text``. ``channels``: the channels it holds, in
+    ``bool``, ``double``, ``xy`` (a 2D position, plate pixels), ``button``, ``text``. ``channels``: the channels it holds, in
     index order (empty for non-channel knobs). ``command``: Python run by a button. ``values``: enum items.
     """
 
@@ -181,6 +201,35 @@ def _row(label: str, channels: tuple[str, ...], tip: str, rng: tuple[float, floa
         text = f"{label} {axis}" if i == 0 else axis
         out.append(KnobSpec("double", _SCALARS[ch], text, f"{ch}: {tip}", (ch,), range=rng, startline=i == 0))
     return out
+
+
+def look_knob_specs() -> list[KnobSpec]:
+    """The look-at knobs: the target's plate point (XY, viewer handle), its depth and the blend weight."""
+    return [
+        KnobSpec(
+            "xy",
+            LOOK_AT_KNOB,
+            "look at",
+            "look.x/y/z: the plate point the eyes look at, in pixels (Nuke: origin at the bottom-left, y up); "
+            "drag the handle in the Viewer. Only used where 'look weight' > 0",
+        ),
+        KnobSpec(
+            "double",
+            LOOK_DEPTH_KNOB,
+            "depth",
+            "the target's distance along the lens axis, metres (camera-frame z; the face is at about head tz; "
+            "negative: behind the lens)",
+            range=(-2, 5),
+            startline=False,
+        ),
+        KnobSpec(
+            "double",
+            LOOK_WEIGHT_KNOB,
+            "look weight",
+            "look.weight: 0 the gaze curves alone .. 1 both eyes look at the 'look at' point",
+            range=(0, 1),
+        ),
+    ]
 
 
 def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
@@ -241,6 +290,7 @@ def knob_layout(controls: tuple[str, ...] = DEFAULT_CONTROLS) -> list[KnobSpec]:
         KnobSpec(
             "double", "blink_right", "blink right", "0 open .. 1 closed", ("blink.right",), range=(0, 1)
         ),
+        *look_knob_specs(),
         KnobSpec("text", "controls_label", "", default="<b>expression controls</b>"),
     ]
     for name in controls:
@@ -291,3 +341,117 @@ def track_values(track: FaceTrack) -> dict[str, npt.NDArray[np.float64]]:
     for name, v in all_control_values(track).items():
         values.setdefault(name, v.astype(np.float32).astype(np.float64))
     return values
+
+
+# ---------------------------------------------------------------------------------------------- look-at
+F64 = npt.NDArray[np.float64]
+
+
+def nuke_to_plate(x: npt.ArrayLike, y: npt.ArrayLike, height: int) -> tuple[F64, F64]:
+    """Nuke pixel coordinates to the engine's plate pixels.
+
+    Nuke: origin at the image's bottom-left corner, y up, pixel (0, 0) covers [0, 1] x [0, 1] (centre at
+    (0.5, 0.5)). Engine (docs/conventions.md): pixel (0, 0)'s centre at (0, 0), top-left, y down. So
+    ``u = x - 0.5`` and ``v = height - y - 0.5``; ``height`` is the plate's height in pixels.
+    """
+    xx = np.asarray(x, np.float64)
+    yy = np.asarray(y, np.float64)
+    return xx - 0.5, float(height) - yy - 0.5
+
+
+def plate_to_nuke(u: npt.ArrayLike, v: npt.ArrayLike, height: int) -> tuple[F64, F64]:
+    """Inverse of :func:`nuke_to_plate`: engine plate pixels to Nuke pixels (bottom-left origin, y up)."""
+    uu = np.asarray(u, np.float64)
+    vv = np.asarray(v, np.float64)
+    return uu + 0.5, float(height) - vv - 0.5
+
+
+@dataclass(frozen=True)
+class LookKnobValues:
+    """What the look-at knobs show for a track, one value per tracked frame.
+
+    Attributes:
+        x, y: the ``look_at`` XY knob, Nuke pixels (bottom-left origin, y up).
+        depth: the ``look_depth`` knob, metres (camera-frame z).
+        weight: the ``look_weight`` knob, 0..1.
+        keyed: True when the track has ``look.*`` channels (the knobs get one key per tracked frame);
+            False: no look-at in the track, the knobs hold the constant defaults (:func:`default_look_knobs`).
+        defaulted: frames whose target lies in the lens plane (z = 0, no plate point shows it): the knobs
+            show the defaults there.
+    """
+
+    x: F64
+    y: F64
+    depth: F64
+    weight: F64
+    keyed: bool
+    defaulted: tuple[int, ...] = ()
+
+
+def default_look_knobs(track: FaceTrack) -> tuple[float, float, float]:
+    """``(x, y, depth)`` the look-at knobs show without a target: the principal point (in Nuke pixels) at
+    half the median head distance ``head.tz`` (0.5 m when unknown), i.e. between the lens and the face."""
+    fx, fy, cx, cy = track.intrinsics
+    x, y = plate_to_nuke(cx, cy, track.height)
+    tz = np.asarray(track.channels.get("head.tz", np.zeros(0)), np.float64)
+    tz = tz[np.isfinite(tz) & (tz > 0)]
+    depth = 0.5 * float(np.median(tz)) if tz.size else 0.5
+    return float(x), float(y), depth
+
+
+def look_knob_values(track: FaceTrack) -> LookKnobValues:
+    """The look-at knob values for ``track`` (the inverse of :func:`look_channels_from_knobs`).
+
+    With ``look.*`` channels the target ``(look.x, look.y, look.z)`` (camera frame, metres) becomes its plate
+    point (:func:`dvp_engine.core.gaze.camera_to_plate_points` with the track's intrinsics, then
+    :func:`plate_to_nuke`) and depth ``look.z``; frames with the target in the lens plane show the defaults.
+    """
+    n = track.n_frames
+    dx, dy, dd = default_look_knobs(track)
+    if not all(c in track.channels for c in layout.LOOK_AT):
+        full = np.full(n, 0.0)
+        return LookKnobValues(full + dx, full + dy, full + dd, full.copy(), keyed=False)
+    pts = np.stack([np.asarray(track.channels[c], np.float64) for c in layout.LOOK_AT[:3]], axis=1)
+    lens = pts[:, 2] == 0.0
+    safe = pts.copy()
+    safe[lens] = (0.0, 0.0, 1.0)
+    u, v, depth = camera_to_plate_points(safe, track.intrinsics, [int(f) for f in track.frames])
+    x, y = plate_to_nuke(u, v, track.height)
+    x[lens], y[lens], depth[lens] = dx, dy, dd
+    weight = np.asarray(track.channels[layout.LOOK_AT[3]], np.float64).copy()
+    defaulted = tuple(int(f) for f in track.frames[lens])
+    return LookKnobValues(x, y, depth, weight, keyed=True, defaulted=defaulted)
+
+
+def look_channels_from_knobs(
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    depth: npt.ArrayLike,
+    weight: npt.ArrayLike,
+    track: FaceTrack,
+    frames: Sequence[int] | None = None,
+) -> dict[str, F64]:
+    """The ``look.*`` channels for look-at knob values sampled at ``frames`` (default: the tracked frames).
+
+    Args:
+        x, y: ``(F,)`` the ``look_at`` knob, Nuke pixels (bottom-left origin, y up) of the track's plate.
+        depth: ``(F,)`` the ``look_depth`` knob, camera-frame z in metres (non-zero; negative: behind the lens).
+        weight: ``(F,)`` the ``look_weight`` knob, 0..1.
+        track: gives the intrinsics ``(fx, fy, cx, cy)`` and the plate height.
+
+    Returns:
+        ``look.x look.y look.z`` (OpenCV camera frame, metres) and ``look.weight``, each ``(F,)``.
+
+    Raises:
+        InputError: a depth of 0, naming the frame.
+    """
+    numbers = list(frames) if frames is not None else [int(f) for f in track.frames]
+    u, v = nuke_to_plate(x, y, track.height)
+    pts = plate_points_to_camera(u, v, depth, track.intrinsics, numbers)
+    w = np.asarray(weight, np.float64).reshape(-1)
+    return {
+        layout.LOOK_AT[0]: pts[:, 0],
+        layout.LOOK_AT[1]: pts[:, 1],
+        layout.LOOK_AT[2]: pts[:, 2],
+        layout.LOOK_AT[3]: np.broadcast_to(w, (len(pts),)).copy(),
+    }

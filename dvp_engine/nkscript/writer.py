@@ -31,6 +31,7 @@ KNOB_IDS: dict[str, int] = {
     "enum": 4,
     "bool": 6,
     "double": 7,
+    "xy": 12,
     "tab": 20,
     "begin_closed_group": 20,
     "end_group": 20,
@@ -114,6 +115,20 @@ def _animation(
     return "{" + " ".join(items) + "}"
 
 
+def _look_animation(spec: mapping.KnobSpec, frames: Sequence[float], look: mapping.LookKnobValues) -> str:
+    """The value of a look-at knob: ``{{curve ..} {curve ..}}`` per index when the track has look-at channels,
+    else the constant defaults (``{x y}`` for the XY knob)."""
+    columns = {
+        mapping.LOOK_AT_KNOB: (look.x, look.y),
+        mapping.LOOK_DEPTH_KNOB: (look.depth,),
+        mapping.LOOK_WEIGHT_KNOB: (look.weight,),
+    }[spec.name]
+    if look.keyed:
+        return "{" + " ".join(curve_text(frames, [float(v) for v in c]) for c in columns) + "}"
+    consts = [fmt(float(c[0])) for c in columns]
+    return consts[0] if len(consts) == 1 else "{" + " ".join(consts) + "}"
+
+
 def nk_snippet(
     track: FaceTrack | None = None,
     *,
@@ -140,6 +155,7 @@ def nk_snippet(
     """
     values = mapping.track_values(track) if track is not None else {}
     frames = [float(f) for f in track.frames] if track is not None else []
+    look = mapping.look_knob_values(track) if track is not None and track.n_frames else None
     if controls is None:
         found = tuple(n for n in values if mapping.is_control(n))
         controls = found or mapping.DEFAULT_CONTROLS
@@ -187,6 +203,9 @@ def nk_snippet(
             lines.append(f" {spec.name} 0")
         elif spec.name in settings and settings[spec.name]:
             lines.append(f" {spec.name} {tcl_quote(settings[spec.name])}")
+        elif spec.name in mapping.LOOK_KNOBS:
+            if look is not None:
+                lines.append(f" {spec.name} {_look_animation(spec, frames, look)}")
         elif spec.channels:
             text = _animation(spec, frames, values)
             if text is not None:

@@ -80,6 +80,8 @@ def make_knob(spec: KnobSpec) -> Any:
         k = nuke.Double_Knob(spec.name, spec.label)
         if spec.range is not None:
             k.setRange(spec.range[0], spec.range[1])
+    elif spec.kind == "xy":  # a 2D position: Nuke draws its handle in the Viewer
+        k = nuke.XY_Knob(spec.name, spec.label)
     elif spec.kind == "button":
         k = nuke.PyScript_Knob(spec.name, spec.label, spec.command)
     elif spec.kind == "text":

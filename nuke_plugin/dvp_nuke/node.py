@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from dvp_engine.core import DvpError, FaceTrack, FrameSet
+import numpy as np
+
+from dvp_engine.core import CurveSet, DvpError, FaceTrack, FrameSet, InputError, apply_curves, layout
 from dvp_engine.core.cli_protocol import reenact_output
+from dvp_engine.core.gaze import resolved_gaze
 from dvp_engine.nkscript import knobs as mapping
 
 from . import anim, host, runner
@@ -133,7 +136,11 @@ def export_curves(node: Node, path: str | None = None) -> Path:
         raise DvpNukeError("Export Curves needs the track the knobs were imported from: set the 'track' knob")
     track = _load_track(tpath)
     dest = Path(path or default_curves_path(node))
-    curves, report = anim.export_curves(node, track, metadata={"node": node.name(), "track": tpath})
+    try:
+        curves, report = anim.export_curves(node, track, metadata={"node": node.name(), "track": tpath})
+        check_look_at(track, curves)
+    except DvpError as exc:
+        raise DvpNukeError(f"{node.name()}: {exc}") from exc
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
         curves.save(dest)
@@ -143,6 +150,36 @@ def export_curves(node: Node, path: str | None = None) -> Path:
         _tell(f"{dest}: not exported (the track has no such channels): " + ", ".join(report.skipped))
     _status(node, f"curves: {len(report.edited)} edited channel(s) -> {dest.name}")
     return dest
+
+
+def check_look_at(track: FaceTrack, curves: CurveSet) -> None:
+    """Refuse look-at edits the render would refuse: a target behind the face (or a weight outside 0..1)
+    where the weight is above 0, with the engine's message naming the frame.
+
+    The eyeball centres are the track's calibration, else the face model's (as ``dvp render`` uses them).
+
+    Raises:
+        InputError: from :func:`dvp_engine.core.gaze.resolved_gaze`.
+    """
+    if not any(name in curves.curves for name in layout.LOOK_AT):
+        return
+    edited = apply_curves(track, curves)
+    if edited.eyes is not None:
+        centres = edited.eyes.centres
+    else:
+        from dvp_engine.facemodel import load_default_model
+
+        model = load_default_model()
+        centres = np.stack([model.eyeball_left_center, model.eyeball_right_center])
+    try:
+        resolved_gaze(edited.channels, centres, [int(f) for f in edited.frames])
+    except InputError as exc:
+        raise InputError(f"look at: {_without_frame(exc)}", frame=exc.frame) from None
+
+
+def _without_frame(exc: DvpError) -> str:
+    text, prefix = str(exc), f"frame {exc.frame}: "
+    return text[len(prefix) :] if exc.frame is not None and text.startswith(prefix) else text
 
 
 # ---------------------------------------------------------------------------------------------- out of process

@@ -14,8 +14,10 @@ from dvp_engine.core import FaceTrack, layout
 from dvp_engine.core.errors import InputError, SchemaError
 from dvp_engine.core.gaze import (
     EyeCalibration,
+    camera_to_plate_points,
     look_at_angles,
     plate_point_to_camera,
+    plate_points_to_camera,
     resolved_gaze,
 )
 from dvp_engine.core.rotation import euler_to_matrix
@@ -65,6 +67,23 @@ def test_plate_point_and_depth() -> None:
     assert (x, y, z) == pytest.approx((0.2, -0.2, 2.0))
     with pytest.raises(InputError, match="depth"):
         plate_point_to_camera(0, 0, -1.0, intr)
+
+
+def test_plate_points_and_their_inverse() -> None:
+    intr = (1000.0, 900.0, 255.5, 240.0)
+    pts = plate_points_to_camera([355.5, 255.5, 155.5], [150.0, 240.0, 60.0], [2.0, 0.5, -1.0], intr)
+    np.testing.assert_allclose(pts[0], [0.2, -0.2, 2.0])
+    np.testing.assert_allclose(pts[1], [0.0, 0.0, 0.5])
+    np.testing.assert_allclose(pts[2], [0.1, 0.2, -1.0])  # behind the lens: still seen at that pixel
+    assert plate_point_to_camera(355.5, 150.0, 2.0, intr) == pytest.approx(tuple(pts[0]))
+    u, v, d = camera_to_plate_points(pts, intr)
+    np.testing.assert_allclose(u, [355.5, 255.5, 155.5])
+    np.testing.assert_allclose(v, [150.0, 240.0, 60.0])
+    np.testing.assert_allclose(d, [2.0, 0.5, -1.0])
+    with pytest.raises(InputError, match=r"frame 1002: .*depth"):
+        plate_points_to_camera([1, 2], [1, 2], [1.0, 0.0], intr, frames=[1001, 1002])
+    with pytest.raises(InputError, match=r"frame 8: .*lens plane"):
+        camera_to_plate_points([[0.1, 0.0, 1.0], [0.0, 0.0, 0.0]], intr, frames=[7, 8])
 
 
 def _track(n: int = 3, **extra: np.ndarray) -> FaceTrack:

@@ -322,8 +322,12 @@ class Double_Knob(_ArrayKnob):  # noqa: N801
     _size = 1
 
 
-class _XYKnob(_ArrayKnob):
-    """A built-in 2D position knob (Transform.translate); the plugin creates none (viewer handles)."""
+class XY_Knob(_ArrayKnob):  # noqa: N801
+    """``nuke.XY_Knob(name, label)``: a 2D position (x, y in pixels, origin bottom-left) with a viewer handle.
+
+    Two values: ``value(i)``, ``setValue(v, i)``, ``setAnimated(i)``, ``setValueAt(v, t, i)`` per index
+    (0 = x, 1 = y); index -1 (the default of ``setValue``) sets both, as in Nuke. Transform.translate too.
+    """
 
     _size = 2
 
@@ -398,7 +402,7 @@ _BUILTIN: dict[str, dict[str, type[_Knob]]] = {
         "origlast": _IntKnob,
         "colorspace": String_Knob,
     },
-    "Transform": {"translate": _XYKnob},
+    "Transform": {"translate": XY_Knob},
     "Premult": {},
     "Copy": {"from0": String_Knob, "to0": String_Knob},
     "Merge2": {"operation": String_Knob},

@@ -55,9 +55,10 @@ def test_advanced_group_is_closed_and_holds_raw_coefficients() -> None:
     outside = {ch for s in specs[:start] + specs[end:] for ch in s.channels}
     assert set(layout.HEAD_ROTATION + layout.GAZE + layout.BLINK) <= outside
     kinds_of = {s.name: s.kind for s in specs}
-    # no XY/XYZ knobs: their viewer handles would edit degrees and metres as pixels
+    # XY/XYZ viewer handles would edit degrees and metres as pixels: the only XY knob holds plate pixels
     assert kinds_of["head_ry"] == "double" and kinds_of["gaze_left_x"] == "double"
-    assert not {"xy", "xyz"} & set(kinds)
+    assert [s.name for s in specs if s.kind in ("xy", "xyz")] == ["look_at"]
+    assert not specs[kinds.index("xy")].channels  # converted by the engine, not mapped per channel
     assert mapping.channel_to_knob("head.ry") == ("head_ry", 0)
     assert mapping.channel_to_knob("gaze.right.y") == ("gaze_right_y", 0)
     by_name = {s.name: s for s in specs}
