@@ -40,7 +40,7 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dvp_engine.core import FaceTrack
-    from dvp_engine.render.cli_support import render_conditioning_sequence
+    from dvp_engine.render.sequence import render_conditioning_sequence
 
     frames = parse_frames(args.frames)
     n = len(frames) if frames is not None else FaceTrack.load(args.track).n_frames

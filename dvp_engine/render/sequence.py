@@ -1,4 +1,4 @@
-"""What ``dvp render-conditioning`` calls: render a track's conditioning images to an image sequence.
+"""Conditioning image sequences: a track's conditioning images written to files (``dvp render-conditioning``).
 
 Output per frame (pattern ``cond.####.exr`` or ``cond.%04d.tif``):
 

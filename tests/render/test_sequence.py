@@ -13,8 +13,8 @@ from dvp_engine.core.errors import DvpError, InputError
 from dvp_engine.core.track import FaceTrack
 from dvp_engine.facemodel import load_default_model
 from dvp_engine.render.camera import Camera
-from dvp_engine.render.cli_support import CHANNEL_NAMES, render_conditioning_sequence
 from dvp_engine.render.conditioning import render_conditioning
+from dvp_engine.render.sequence import CHANNEL_NAMES, render_conditioning_sequence
 from dvp_engine.render.shading import ambient_sh
 
 L = layout.FRAME_LAYOUT
