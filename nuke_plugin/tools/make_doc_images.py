@@ -37,8 +37,8 @@ def panel(out: Path) -> None:
             continue
         if in_group or s.kind == "tab":
             continue
-        if s.kind == "button" and not s.startline and rows:
-            rows[-1].append(s)
+        if not s.startline and rows and rows[-1][0].kind in ("button", "xy"):
+            rows[-1].append(s)  # Nuke puts a knob without a start line beside the one before it
         else:
             rows.append([s])
     h = 0.42 * len(rows) + 1.0
@@ -75,13 +75,32 @@ def panel(out: Path) -> None:
             )
             continue
         if s.kind == "button":
+            step = min(1.9, 7.9 / len(row))
             for i, b in enumerate(row):
                 ax.add_patch(
                     FancyBboxPatch(
-                        (2.0 + i * 1.9, y - 0.17), 1.7, 0.34, boxstyle="round,pad=0.02", color="#5a5a5a"
+                        (2.0 + i * step, y - 0.17),
+                        step - 0.2,
+                        0.34,
+                        boxstyle="round,pad=0.02",
+                        color="#5a5a5a",
                     )
                 )
-                ax.text(2.85 + i * 1.9, y, b.label, color=TEXT, ha="center", va="center", fontsize=8)
+                ax.text(
+                    1.9 + (i + 0.5) * step, y, b.label, color=TEXT, ha="center", va="center", fontsize=7.5
+                )
+            continue
+        if s.kind == "xy":  # two fields (x, y) and the knobs beside it; a handle in the Viewer
+            ax.text(2.8, y, label, color=TEXT, ha="right", va="center", fontsize=8)
+            for i, axis in enumerate("xy"):
+                ax.add_patch(Rectangle((3.0 + i * 1.0, y - 0.15), 0.9, 0.3, color=FIELD))
+                ax.text(3.05 + i * 1.0, y, f"{axis} px", color="#8fb3d9", va="center", fontsize=6.2)
+            for b in row[1:]:
+                ax.text(5.6, y, b.label, color=TEXT, ha="right", va="center", fontsize=8)
+                ax.add_patch(Rectangle((5.7, y - 0.15), 0.9, 0.3, color=FIELD))
+                ax.text(5.75, y, "metres", color="#8fb3d9", va="center", fontsize=6.2)
+            ax.text(7.0, y, "\u2295 handle on the plate", color="#aaaaaa", va="center", fontsize=7)
+            ax.text(9.7, y, "\u25c6", color="#5fa8d3", ha="center", va="center", fontsize=8)
             continue
         ax.text(2.8, y, label, color=TEXT, ha="right", va="center", fontsize=8)
         n = 1
@@ -93,7 +112,7 @@ def panel(out: Path) -> None:
         if s.kind == "double":
             ax.plot([4.3, 8.8], [y, y], color="#777777", lw=1)
             ax.plot([6.0], [y], marker="o", color="#aaaaaa", ms=4)
-        if s.channels:
+        if s.channels or s.name == "look_weight":
             ax.text(9.7, y, "\u25c6", color="#5fa8d3", ha="center", va="center", fontsize=8)  # animated
         if s.kind == "enum":
             ax.text(3.1, y, s.values[0] + "  \u25be", color=TEXT, va="center", fontsize=7)
