@@ -248,6 +248,13 @@ def hold_frames_lock(
             except ValueError:
                 theirs = frames  # unknown frames: assume they overlap
             overlap = theirs & frames
+            if overlap and not holder:
+                raise LockError(
+                    f"a frame lock is unreadable (another dvp job may be writing it), so frames {frames} may be "
+                    f"in use; remove it if no dvp job is running (it is taken over when older than "
+                    f"{UNREADABLE_GRACE:g} s)",
+                    path=other,
+                )
             if overlap:
                 raise LockError(
                     f"another dvp job ({holder.get('what') or 'unknown'}) is writing frames {overlap} of these: "

@@ -298,3 +298,19 @@ def test_concurrent_jobs_never_hold_the_same_lock_at_once(tmp_path: Path) -> Non
     assert sum(got for got, _ in results) > 100  # the lock did change hands many times
     assert sum(overlaps for _, overlaps in results) == 0, results
     assert not lock.exists()
+
+
+def test_a_fresh_unreadable_frame_lock_is_refused_naming_the_file(tmp_path: Path) -> None:
+    """A frame lock another job is still writing (empty) may cover any frame: refused, saying it is unreadable
+    (not "host None, pid None"); once old it is taken over."""
+    lock = tmp_path / ".f.exr.otherhost.123.0.lock"
+    lock.write_bytes(b"")
+    with pytest.raises(LockError) as err, hold_frames_lock(tmp_path, "f.exr", FrameSet.parse("1-5")):
+        pass
+    msg = str(err.value)
+    assert "unreadable" in msg and lock.name in msg and "None" not in msg
+    old = time.time() - 3600
+    os.utime(lock, (old, old))
+    with hold_frames_lock(tmp_path, "f.exr", FrameSet.parse("1-5")):
+        pass
+    assert not lock.exists()
