@@ -1,7 +1,7 @@
 """`make demo`: the main job on the bundled sample clip, on two CPU cores in at most 15 minutes.
 
 1. track the 200-frame public-domain sample clip (dvp_engine/data/sample/wda_kh.mp4);
-2. train the default ``fast`` space-time network of its speaker at 256 x 256
+2. train the default ``fast`` space-time network of its speaker at 256 x 256 for ten minutes
    (dvp_engine.pipeline.budgets.DEMO) on the first 90 % of the frames — the last 20 frames (181-200) are held
    out and never trained on;
 3. edit the held-out frames: a head turn (head.ry ramps to +15 degrees) and a gaze change (both eyes ramp to
@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,7 +53,10 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "demo_out", help="job folder (default demo_out/)")
     p.add_argument("--full", action="store_true", help="GPU settings (dvp_engine.pipeline.budgets.FULL)")
     p.add_argument("--arch", choices=("fast", "paper"), default="fast", help="network architecture (fast)")
-    p.add_argument("--iters", type=int, help="override the training iterations")
+    p.add_argument("--iters", type=int, help="override the training iterations (the most, with a time limit)")
+    p.add_argument(
+        "--minutes", type=float, help="override the training time limit (demo: 10 minutes; 0: none)"
+    )
     p.add_argument("--device", default="auto")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -60,6 +64,8 @@ def main() -> int:
     edit_curves().save(curves)
     # the one definition of each budget, shared with benchmarks/bench_fidelity.py
     budget = (FULL_BY_ARCH[args.arch] if args.full else DEMO).with_arch(args.arch)
+    if args.minutes is not None:
+        budget = replace(budget, seconds=60.0 * args.minutes if args.minutes > 0 else None)
     iters = args.iters or budget.iters
     t0 = time.time()
     code = dvp(

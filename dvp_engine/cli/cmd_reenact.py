@@ -27,7 +27,9 @@ from .options import (
     add_frames,
     add_framing,
     add_matte,
+    add_time_limit,
     int_type,
+    minutes_to_seconds,
     parse_frames,
     resolve_device,
 )
@@ -63,6 +65,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         "--size", type=int_type(16, 4096), default=256, help="network resolution when training (256)"
     )
     p.add_argument("--iters", type=int_type(1), default=31000, help="training iterations (31000)")
+    add_time_limit(p)
     add_batch(p, 16, "training batch (16)")
     p.add_argument(
         "--arch", choices=("fast", "paper"), default="fast", help="network architecture when training (fast)"
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         size=args.size,
         iters=args.iters,
+        time_limit=minutes_to_seconds(args.time_limit),
         batch=args.batch,
         ngf=args.ngf,
         arch=args.arch,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .common import Progress, StageProgress, progress_mode
-from .options import add_device, add_framing, int_type, resolve_device
+from .options import add_device, add_framing, add_time_limit, int_type, minutes_to_seconds, resolve_device
 
 NAME = "train"
 HELP = "train the space-time generator of a target actor"
@@ -36,6 +36,7 @@ def configure(p: argparse.ArgumentParser) -> None:
         help="network resolution (128, 256, 512, 1024; default 256, or the checkpoint's with --resume)",
     )
     p.add_argument("--iters", type=int_type(1), default=31000, help="total iterations (paper: 31000)")
+    add_time_limit(p)
     p.add_argument(
         "--batch",
         type=int_type(2, 4096),
@@ -127,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
             on_log=on_log if line is not None else None,
             progress=progress,
             framing=args.framing,
+            time_limit=minutes_to_seconds(args.time_limit),
         )
     finally:
         progress.close()

@@ -141,6 +141,22 @@ def add_batch(p: argparse.ArgumentParser, default: int, help_text: str | None = 
     p.add_argument("--batch", type=int_type(1, 4096), default=default, help=help_text)
 
 
+def add_time_limit(p: argparse.ArgumentParser) -> None:
+    """``--time-limit MINUTES``: stop training early after that much training time (``args.time_limit``,
+    minutes, or None)."""
+    p.add_argument(
+        "--time-limit",
+        type=float_type(0.0, 10080.0, lo_open=True),
+        metavar="MINUTES",
+        help="stop training after this many minutes of training (checkpointed; --resume continues it to --iters)",
+    )
+
+
+def minutes_to_seconds(minutes: float | None) -> float | None:
+    """``--time-limit`` minutes as seconds (None stays None)."""
+    return None if minutes is None else 60.0 * minutes
+
+
 def add_framing(p: argparse.ArgumentParser) -> None:
     """``--framing``: the square crop of the plate the network is trained on."""
     p.add_argument(

@@ -285,6 +285,7 @@ class Trainer:
         self.opt_g = torch.optim.Adam(g_params, lr=cfg.lr, betas=betas, fused=fused or None)
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=betas, fused=fused or None)
         self.iteration = 0
+        self.stopped_by_time = False  # whether the last train() call stopped at its time limit
 
         self.ddp = False
         if use_ddp:
@@ -572,17 +573,37 @@ class Trainer:
         )
 
     def train(
-        self, iters: int | None = None, on_log: Callable[[int, dict[str, Any]], None] | None = None
+        self,
+        iters: int | None = None,
+        on_log: Callable[[int, dict[str, Any]], None] | None = None,
+        time_limit: float | None = None,
     ) -> dict[str, float]:
         """Train until ``iters`` (default ``config.iters``) total iterations; checkpoint at the end.
 
         ``on_log(iteration, record)`` is called with every log record (losses, ms/iteration), e.g. to print
-        machine-readable progress lines.
+        machine-readable progress lines. ``time_limit``: seconds of training (wall time of this call's
+        iterations) after which it stops early, after the iteration that reaches it, with the same preview and
+        checkpoint as at ``iters``; :attr:`stopped_by_time` says whether it did. The samples of each iteration
+        do not depend on where a run stopped, so resuming later continues the same training.
 
         Returns the last logged losses. Raises :class:`DvpError` on GPU out-of-memory (with the batch size).
         """
+        if time_limit is not None and not time_limit > 0:
+            raise DvpError(f"the training time limit must be a positive number of seconds, got {time_limit}")
         with self._own_rng():
-            return self._train(iters, on_log)
+            return self._train(iters, on_log, time_limit)
+
+    def _out_of_time(self, t_start: float, time_limit: float) -> bool:
+        """Whether ``time_limit`` seconds have passed since ``t_start``; under DDP rank 0's clock decides for
+        every rank, so all stop at the same iteration."""
+        out = time.perf_counter() - t_start >= time_limit
+        if not self.ddp:
+            return out
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if out else 0.0], device=self.device)
+        dist.broadcast(flag, src=0)
+        return bool(flag.item() > 0)
 
     @contextlib.contextmanager
     def _own_rng(self) -> Iterator[None]:
@@ -598,12 +619,17 @@ class Trainer:
             ck.set_rng_state(outer)
 
     def _train(
-        self, iters: int | None, on_log: Callable[[int, dict[str, Any]], None] | None
+        self,
+        iters: int | None,
+        on_log: Callable[[int, dict[str, Any]], None] | None,
+        time_limit: float | None = None,
     ) -> dict[str, float]:
         from tqdm import tqdm
 
         cfg = self.config
         stop = cfg.iters if iters is None else iters
+        self.stopped_by_time = False
+        t_start = time.perf_counter()
         if self.rank == 0:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         bar = tqdm(
@@ -631,6 +657,13 @@ class Trainer:
                 for k, v in losses.items():
                     sums[k] = sums.get(k, zero) + v
                 bar.update(1)
+                if (
+                    time_limit is not None
+                    and self.iteration < stop
+                    and self._out_of_time(t_start, time_limit)
+                ):
+                    self.stopped_by_time = True
+                    stop = self.iteration  # the last iteration: logged, previewed and checkpointed as one
                 if self.iteration % max(1, cfg.log_every) == 0 or self.iteration == stop:
                     dt = time.perf_counter() - t0
                     rec: dict[str, Any] = {k: float(v) / count for k, v in sums.items()}
@@ -657,6 +690,12 @@ class Trainer:
                     and self.iteration != stop
                 ):
                     self.save_checkpoint()
+                if self.stopped_by_time:
+                    log.info(
+                        "training stopped by its time limit (%.0f s) at iteration %d of %d",
+                        time_limit, self.iteration, cfg.iters if iters is None else iters,
+                    )  # fmt: skip
+                    break
         finally:
             bar.close()
         self.preview()

@@ -390,6 +390,7 @@ def train_portrait(
     on_log: Callable[[int, dict[str, Any]], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     framing: str = "auto",
+    time_limit: float | None = None,
 ) -> dict[str, float]:
     """Train the space-time generator of one target actor (paper section 6) on a tracked video.
 
@@ -404,6 +405,9 @@ def train_portrait(
     from the checkpoint's is an error, raised before anything is written. Otherwise ``None`` means the
     defaults: ``fast``, 256, 11, the architecture's width (32 for ``fast``, 64 for ``paper``), 16, 0. A lock
     file (``model_dir/.dvp-lock``, see :mod:`dvp_engine.core.lock`) keeps two trainings out of one folder.
+
+    ``time_limit``: seconds of training after which this run stops early (checkpointed; ``resume`` continues
+    it to ``iters``); preparing the data is not counted.
 
     ``arch`` names the architecture (:mod:`dvp_engine.network.arch`: ``fast`` or ``paper``). ``fast`` also
     takes the plate's background estimate from the training frames
@@ -481,7 +485,7 @@ def train_portrait(
         return _train_locked(
             track, track_path, source, model_dir, crop, size, iters, batch, ngf, nw, device, seed,
             arch=chosen_arch, resume=state is not None or resume, preview_every=preview_every, checkpoint_every=checkpoint_every,
-            log_every=log_every, bar=bar, on_log=on_log, progress=progress,
+            log_every=log_every, bar=bar, on_log=on_log, progress=progress, time_limit=time_limit,
         )  # fmt: skip
 
 
@@ -540,6 +544,7 @@ def _train_locked(
     bar: bool,
     on_log: Callable[[int, dict[str, Any]], None] | None,
     progress: Callable[[str, int, int], None] | None,
+    time_limit: float | None = None,
 ) -> dict[str, float]:
     """:func:`train_portrait` once the settings are checked and the folder is locked."""
     from dvp_engine.network import PairDataset, TrainConfig, Trainer
@@ -634,7 +639,7 @@ def _train_locked(
             trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
     else:
         trainer = Trainer(model_dir, train_set, held_set, cfg, background=background)
-    return trainer.train(on_log=on_log)
+    return trainer.train(on_log=on_log, time_limit=time_limit)
 
 
 @dataclass

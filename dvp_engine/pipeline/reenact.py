@@ -53,6 +53,8 @@ class ReenactSettings:
     model: Path | None = None
     size: int = 256
     iters: int = 31000
+    time_limit: float | None = None
+    """Seconds of training after which the train step stops early (None: train to ``iters``)."""
     batch: int = 16
     ngf: int | None = None
     arch: str = "fast"
@@ -120,6 +122,8 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
         }
         if s.framing != "auto":  # (absent for the default, so jobs from before the option stay up to date)
             settings["framing"] = s.framing
+        if s.time_limit is not None:  # (likewise)
+            settings["time_limit"] = s.time_limit
 
         def run() -> None:
             # An interrupted training run with the same settings resumes exactly; changed settings start afresh.
@@ -148,6 +152,7 @@ def run_reenact(s: ReenactSettings, progress: Stage | None = None, on_log: Any =
                 on_log=on_log,
                 progress=stage_cb("train"),
                 framing=s.framing,
+                time_limit=s.time_limit,
             )
 
         return Step("train", run, [model_dir / "latest.json", model_dir / "dvp_model.json"], settings)

@@ -350,3 +350,27 @@ def test_ddp_two_processes_stay_in_sync(tmp_path: Path) -> None:
     assert ranks[0]["g"] == ranks[1]["g"] and ranks[0]["d"] == ranks[1]["d"]
     assert [json.loads(x)["iter"] for x in (out / "log.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert latest_checkpoint(out).name == "iter_00000003"
+
+
+def test_a_time_limit_stops_early_and_equals_the_same_iterations_trained_straight(tmp_path: Path) -> None:
+    """``time_limit``: the run stops after the iteration that reaches it, previewed and checkpointed, and its
+    weights are those of a run of that many iterations (what a resume continues from)."""
+    vol, frame = _data()
+    ds = PairDataset.from_arrays(vol, frame)
+    held = PairDataset.from_arrays(vol[:2], frame[:2])
+    t = Trainer(tmp_path / "a", ds, held, _cfg(iters=100000, log_every=5))
+    t.train(time_limit=0.5)
+    k = t.iteration
+    assert t.stopped_by_time and 1 <= k < 100000
+    ck = latest_checkpoint(tmp_path / "a")
+    assert ck is not None and ck.name == f"iter_{k:08d}"
+    lines = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in lines if "loss_l1" in r][-1] == k  # the last iteration is logged
+    assert any("heldout_l1" in r and r["iter"] == k for r in lines)  # and previewed
+    straight = Trainer(tmp_path / "b", ds, held, _cfg(iters=k, log_every=5))
+    straight.train()
+    assert not straight.stopped_by_time
+    a, b = _state(t), _state(straight)
+    assert a.keys() == b.keys() and all(torch.equal(a[n], b[n]) for n in a)
+    with pytest.raises(DvpError, match="time limit"):
+        t.train(time_limit=0)

@@ -38,13 +38,17 @@ def test_bench_tracks_trains_and_evaluates_one_clip(tmp_path: Path) -> None:
     for method in ("model", "nearest_neighbour", "mean_frame"):
         assert 0 < summ[method]["psnr"] < 100 and summ[method]["face_psnr"] > 0
     assert Path(row["report"]).is_file() and Path(row["contact_sheet"]).is_file()
-    # a second run reuses the track; a time-bounded budget trains a timing run and resumes to fill its time
+    # a time-bounded budget stops at its time limit, short of its iterations; its iterations cap a long limit
     from dvp_engine.pipeline.budgets import TrainBudget
 
-    quick = TrainBudget("quick-timed", size=64, ngf=8, batch=2, iters=6, seconds=600.0, calibrate=2)
     track = tmp_path / "w" / "sample_1-22" / "track.npz"
+    quick = TrainBudget("quick-timed", size=64, ngf=8, batch=2, iters=100000, seconds=1.0)
+    assert quick.dvp_train_args()[-2:] == ["--time-limit", f"{1 / 60:g}"]
     trained = bench.train(track, bench.SAMPLE, tmp_path / "timed", quick, [], "cpu")
-    assert trained["timing_run"]["iters"] == 2 and trained["iters"] == 6  # capped by the budget's iterations
+    assert trained["stopped_by_time"] and 1 <= trained["iters"] < 100000 and trained["ms_per_iter"] > 0
+    capped = TrainBudget("capped", size=64, ngf=8, batch=2, iters=3, seconds=600.0)
+    trained = bench.train(track, bench.SAMPLE, tmp_path / "capped", capped, [], "cpu")
+    assert not trained["stopped_by_time"] and trained["iters"] == 3
 
 
 def test_bench_refuses_a_clip_shorter_than_20_frames(

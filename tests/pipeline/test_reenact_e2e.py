@@ -403,3 +403,23 @@ def test_fast_arch_refuses_a_clip_too_short_for_its_background_and_paper_trains(
     assert code == 1
     err = capsys.readouterr().err
     assert "'fast' architecture" in err and "'paper' was asked for" in err
+
+
+def test_dvp_train_time_limit_stops_early_and_resume_continues(
+    job: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`dvp train --time-limit MINUTES`: stops after that much training (checkpointed), --resume continues to
+    --iters; a limit that is not a positive number is a usage error."""
+    args = ["train", "--track", str(job / "work" / "target.npz"), "--frames-from", str(SAMPLE),
+            "--size", "64", "--batch", "2", "--ngf", "8", "--preview-every", "0", "-o", str(tmp_path / "m")]  # fmt: skip
+    assert main([*args, "--iters", "100000", "--time-limit", "0.01"]) == 0  # 0.6 s of training
+    state = json.loads((tmp_path / "m" / "latest.json").read_text())
+    reached = int(state["iteration"])
+    assert 1 <= reached < 100000
+    assert main([*args, "--iters", str(reached + 2), "--resume"]) == 0
+    assert int(json.loads((tmp_path / "m" / "latest.json").read_text())["iteration"]) == reached + 2
+    capsys.readouterr()
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(SystemExit) as exc:
+            main([*args, "--iters", "5", "--time-limit", bad, "--overwrite"])
+        assert exc.value.code == 2 and "--time-limit" in capsys.readouterr().err
