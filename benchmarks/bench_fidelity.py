@@ -164,7 +164,7 @@ def bench_clip(
         "frames": n,
         "frame_range": frames,
         "budget": budget.name,
-        "train_args": [*budget.dvp_train_args(trained["iters"]), *extra],
+        "train_args": [*budget.dvp_train_args(), *extra],  # as run (a time limit may stop it sooner)
         "training": trained,
         "held_out_frames": len(report["held_out_frames"]),
         "summary": report["summary"],
