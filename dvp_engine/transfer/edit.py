@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from dvp_engine.core import Curve, CurveSet, FaceTrack, Key, apply_curves, layout
-from dvp_engine.core.gaze import plate_point_to_camera
+from dvp_engine.core.gaze import plate_points_to_camera
 
 _SET = re.compile(
     r"^\s*(?P<name>[A-Za-z_][\w.]*)\s*(?P<op>==|=)\s*(?P<value>[+-]?[0-9.eE+-]+)"
@@ -121,15 +121,16 @@ def apply_look_at(track: FaceTrack, exprs: list[str]) -> FaceTrack:
                 f"--look-at {e!r}: no frame of the track in {first}-{last} "
                 f"(track holds {int(out.frames[0])}-{int(out.frames[-1])})"
             )
-        for r in rows:
-            z = 0.5 * float(out.channels["head.tz"][r]) if depth is None else depth
-            if z == 0.0:
-                raise ValueError(
-                    f"--look-at {e!r}: a depth of 0 is the lens itself; give a distance in metres"
-                )
-            # z < 0 (behind the lens) is allowed: the plate point's ray extended back through the lens
-            tx, ty, tz = plate_point_to_camera(x, y, abs(z), (fx, fy, cx, cy))
-            sign = 1.0 if z > 0 else -1.0
-            for name, v in zip(layout.LOOK_AT, (sign * tx, sign * ty, sign * tz, 1.0), strict=True):
-                out.channels[name][r] = v
+        z = (
+            0.5 * out.channels["head.tz"][rows].astype(np.float64)
+            if depth is None
+            else np.full(rows.size, depth)
+        )
+        if (z == 0.0).any():
+            raise ValueError(f"--look-at {e!r}: a depth of 0 is the lens itself; give a distance in metres")
+        # z < 0 (behind the lens) is allowed: the plate point's ray extended back through the lens
+        pts = plate_points_to_camera(x, y, z, (fx, fy, cx, cy), [int(f) for f in out.frames[rows]])
+        for name, col in zip(layout.LOOK_AT[:3], pts.T, strict=True):
+            out.channels[name][rows] = col
+        out.channels[layout.LOOK_AT[3]][rows] = 1.0
     return out
