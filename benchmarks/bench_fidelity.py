@@ -6,8 +6,8 @@ For each clip of ``../shared/data`` and the bundled sample (``--clips`` picks so
 minutes of training on one GPU, ``tiny`` seconds, for tests):
 
 1. ``dvp track`` the whole clip (reused from ``--work`` when already there);
-2. ``dvp train`` under the budget (a time-bounded budget trains a short timing run, then resumes to the
-   iteration count that fills its time), plus any ``--train-arg`` (e.g. ``--train-arg=--arch=paper``);
+2. ``dvp train`` under the budget (a time-bounded budget passes ``--time-limit``: the iterations it reached are
+   recorded), plus any ``--train-arg`` (e.g. ``--train-arg=--arch=paper``);
 3. ``dvp eval`` on the held-out last 10 % of the clip (model, nearest-neighbour retrieval, mean training frame;
    ``--single-frame`` adds the Nw = 1 network trained the same way).
 
@@ -90,8 +90,8 @@ def train(
     track: Path, clip: Path, model: Path, budget: TrainBudget, extra: list[str], device: str
 ) -> dict[str, Any]:
     """Train under the budget (a time-bounded one stops at its time limit); returns ``{"iters", "seconds",
-    "ms_per_iter", "stopped_by_time"}``: the iterations reached, the wall time of the whole ``dvp train`` (data preparation
-    included) and whether the time limit ended it."""
+    "ms_per_iter", "stopped_by_time"}``: the iterations reached, the wall time of the whole ``dvp train`` (data
+    preparation included), the mean time per iteration from the log and whether the time limit ended it."""
     base = ["train", "--track", str(track), "--frames-from", str(clip), "-o", str(model), "--device", device,
             "--preview-every", "0", "--checkpoint-every", "0"]  # fmt: skip
     t0 = time.perf_counter()

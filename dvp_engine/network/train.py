@@ -627,7 +627,8 @@ class Trainer:
         from tqdm import tqdm
 
         cfg = self.config
-        stop = cfg.iters if iters is None else iters
+        asked = cfg.iters if iters is None else iters
+        stop = asked  # moved up to the current iteration when the time limit ends the run
         self.stopped_by_time = False
         t_start = time.perf_counter()
         if self.rank == 0:
@@ -693,7 +694,7 @@ class Trainer:
                 if self.stopped_by_time:
                     log.info(
                         "training stopped by its time limit (%.0f s) at iteration %d of %d",
-                        time_limit, self.iteration, cfg.iters if iters is None else iters,
+                        time_limit, self.iteration, asked,
                     )  # fmt: skip
                     break
         finally:
