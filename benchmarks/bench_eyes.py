@@ -152,6 +152,9 @@ def clip(name: str, frames: str | None) -> dict:
     pup = np.stack([o.pupils if o.pupils is not None else np.full((2, 2), np.nan) for o in rec.obs])
     pconf = np.stack([np.asarray(o.pupil_confidence, np.float64) for o in rec.obs])
     err = pupil_errors(pup, pconf, lm, iris) * 100
+    # the pupils the tracker leans on: its pupil term is weighted by the confidence and the eye calibration
+    # uses pupils of confidence >= 0.2 (a slit of an eye looking down still finds a "pupil" of low confidence)
+    err_conf = pupil_errors(pup, pconf, lm, iris, min_conf=0.2) * 100
     blink = np.stack([ch[b] for b in layout.BLINK], 1).astype(np.float64)
     out["mediapipe"] = {
         "seconds": r(time.perf_counter() - t0, 1),
@@ -162,6 +165,8 @@ def clip(name: str, frames: str | None) -> dict:
             for k, name in enumerate(("left", "right"))
         },
         "pupil_error_pct_mean_both": r(np.nanmean(err)),
+        "pupil_error_pct_mean_both_confidence_over_0.2": r(np.nanmean(err_conf)),
+        "pupil_share_confidence_over_0.2": r(np.mean(np.isfinite(err_conf)) / max(np.mean(np.isfinite(err)), 1e-9)),
         "blink": blink_agreement(blink, ap),
     }  # fmt: skip
     return out

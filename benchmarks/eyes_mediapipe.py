@@ -63,13 +63,14 @@ class MediaPipeEyes:
 
 
 def pupil_errors(
-    pupils: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, mp_iris: np.ndarray
+    pupils: np.ndarray, conf: np.ndarray, landmarks: np.ndarray, mp_iris: np.ndarray, min_conf: float = 0.0
 ) -> np.ndarray:
     """``(F, 2)`` pupil-to-iris distance over the dlib eye width (NaN where either is missing).
 
     Args:
         pupils: ``(F, 2, 2)`` tracker pupils; conf: ``(F, 2)`` their confidences (0 = not found).
         landmarks: ``(F, 68, 2)`` dlib landmarks; mp_iris: ``(F, 2, 2)`` MediaPipe iris centres (NaN: no face).
+        min_conf: pupils with a confidence at or below this are left out (NaN); 0 keeps every pupil found.
     """
     from dvp_engine.tracking.eyes import EYE_INDICES
 
@@ -78,7 +79,7 @@ def pupil_errors(
         eye = landmarks[:, list(idx)]
         width = np.linalg.norm(eye[:, 0] - eye[:, 3], axis=-1)
         d = np.linalg.norm(pupils[:, k] - mp_iris[:, k], axis=-1) / np.maximum(width, 1e-6)
-        out[:, k] = np.where(conf[:, k] > 0, d, np.nan)
+        out[:, k] = np.where(conf[:, k] > min_conf, d, np.nan)
     return out
 
 

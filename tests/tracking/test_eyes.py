@@ -204,3 +204,22 @@ def test_pupils_on_real_clip_vs_mediapipe_iris() -> None:
                 iris = min((pts[468], pts[473]), key=lambda p: np.linalg.norm(p - eye.mean(axis=0)))
                 errs.append(np.linalg.norm(m.pupils[k] - iris) / np.linalg.norm(eye[0] - eye[3]))
     assert np.median(errs) < 0.06 and max(errs) < 0.2, np.round(errs, 3)
+
+
+@pytest.mark.parametrize(("px", "py"), [(60.0, 40.0), (55.4, 41.3), (64.2, 38.9)])
+def test_specular_highlights_do_not_pull_the_pupil(px: float, py: float) -> None:
+    """Two ring-light reflections in the upper iris (bright spots, ~2.5 px across): the centre stays within
+    half a pixel of the disc's; with highlight removal off the same image is more than a pixel off."""
+    img, eye = synth_eye(px, py)
+    f = img.astype(np.float64)
+    ys, xs = np.mgrid[0 : f.shape[0], 0 : f.shape[1]]
+    for dx in (-2.5, 2.5):
+        f[(xs - (px + dx)) ** 2 + (ys - (py - 3.5)) ** 2 <= 1.6**2] = 255.0
+    spot = np.round(f).astype(np.uint8)
+    with_removal = E.locate_pupil(spot, eye)
+    without = E.locate_pupil(spot, eye, highlight_px=0)
+    err = float(np.hypot(*(with_removal.centre - (px, py))))
+    err_off = float(np.hypot(*(without.centre - (px, py))))
+    assert err < 0.5, f"pupil at {with_removal.centre}, truth ({px}, {py}): {err:.2f} px"
+    assert err_off > 1.0, f"without highlight removal the error is only {err_off:.2f} px: the test shows nothing"
+    assert with_removal.confidence > 0.5
