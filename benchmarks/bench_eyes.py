@@ -9,7 +9,9 @@ MediaPipe on the clips in ../shared/data.
    median gaze per axis per eye, vergence (median of right yaw - left yaw), the median gaze minus the
    direction of the lens (what the calibration assumes), the calibration itself; the tracker's pupils against
    MediaPipe's iris centres (% of the eye width) and its blink channels against MediaPipe's eyelid aperture
-   (Pearson r, blinks seen; see ``benchmarks/eyes_mediapipe.py``).
+   (Pearson r, blinks seen; see ``benchmarks/eyes_mediapipe.py``); and the tracked head rotation against the
+   rotation of the model's mean mesh fitted to MediaPipe's mesh (an independent head pose), with the direction
+   of the lens in the head frame under that pose (what an at-lens gaze reads if the head pose is MediaPipe's).
 
     .venv/bin/python benchmarks/bench_eyes.py --clips wda_kh --frames 1-200 > benchmarks/results/x_eyes.json
     .venv/bin/python benchmarks/bench_eyes.py --clips lp_d6 --frames 1-300 --actors 0
@@ -33,11 +35,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from eyes_mediapipe import MediaPipeEyes, blink_agreement, pupil_errors  # noqa: E402
+from eyes_mediapipe import MediaPipeEyes, blink_agreement, mesh_head_rotation, pupil_errors  # noqa: E402
 
 from dvp_engine.core import layout  # noqa: E402
 from dvp_engine.core.gaze import look_at_angles  # noqa: E402
-from dvp_engine.core.rotation import euler_to_matrix  # noqa: E402
+from dvp_engine.core.rotation import euler_to_matrix, matrix_to_euler  # noqa: E402
 from dvp_engine.facemodel import load_default_model  # noqa: E402
 from dvp_engine.tracking.synthetic import synthetic_scene  # noqa: E402
 from dvp_engine.tracking.tracker import Tracker, TrackerSettings, from_packed  # noqa: E402
@@ -142,12 +144,32 @@ def clip(name: str, frames: str | None) -> dict:
     n = len(numbers)
     iris = np.full((n, 2, 2), np.nan)
     ap = np.full((n, 2), np.nan)
+    mp_rot = np.full((n, 3, 3), np.nan)
+    mesh = np.asarray(load_default_model().vertices(), np.float64).reshape(-1, 3)
     t0 = time.perf_counter()
     for i, img in enumerate(images):
         m = mp(img)
         if m is not None:
             iris[i], ap[i] = m["iris"], m["aperture"]
+            mp_rot[i] = mesh_head_rotation(m["points"], mesh, trans[i])
     mp.close()
+    have = valid & np.isfinite(mp_rot[:, 0, 0])
+    if have.any():
+        mp_euler = matrix_to_euler(mp_rot[have])
+        # the gaze an actor looking into the lens would have under MediaPipe's head pose (same eyeball centres)
+        mp_lens = (
+            look_at_angles(mp_rot[have], trans[have], centres, np.zeros(3)) if centres is not None else None
+        )
+        out["head_pose_vs_mediapipe_mesh"] = {
+            "frames": int(have.sum()),
+            "median_mediapipe_rotation_deg": np.round(np.median(mp_euler, axis=0), 2).tolist(),
+            "median_tracker_minus_mediapipe_deg": np.round(
+                np.median(rot_euler(ch)[have] - mp_euler, axis=0), 2
+            ).tolist(),
+            "median_lens_direction_under_mediapipe_pose_deg": None if mp_lens is None else dict(
+                zip(layout.GAZE, np.round(np.median(mp_lens, axis=0), 2).tolist(), strict=True)
+            ),
+        }  # fmt: skip
     lm = np.stack([o.landmarks if o.found else np.full((68, 2), np.nan) for o in rec.obs])
     pup = np.stack([o.pupils if o.pupils is not None else np.full((2, 2), np.nan) for o in rec.obs])
     pconf = np.stack([np.asarray(o.pupil_confidence, np.float64) for o in rec.obs])

@@ -45,13 +45,18 @@ class MediaPipeEyes:
         self.mesh.close()
 
     def __call__(self, frame: np.ndarray) -> dict[str, Any] | None:
-        """``{"iris": (2, 2) px, "aperture": (2,) aperture / eye width, "centre": (2, 2) eye centres}`` with
-        eyes ordered (actor's left = image right, actor's right = image left); None without a face."""
+        """``{"iris": (2, 2) px, "aperture": (2,) aperture / eye width, "centre": (2, 2) eye centres,
+        "points": (478, 3)}`` with eyes ordered (actor's left = image right, actor's right = image left);
+        None without a face. ``points`` are MediaPipe's mesh and iris points: x, y in pixels (pixel-centre
+        convention) and z in MediaPipe's relative depth scaled like x (toward the camera negative)."""
         res = self.mesh.process(np.ascontiguousarray(frame[..., :3]))
         if not res.multi_face_landmarks:
             return None
         h, w = frame.shape[:2]
-        pts = np.array([[p.x * w - 0.5, p.y * h - 0.5] for p in res.multi_face_landmarks[0].landmark])
+        pts3 = np.array(
+            [[p.x * w - 0.5, p.y * h - 0.5, p.z * w] for p in res.multi_face_landmarks[0].landmark]
+        )
+        pts = pts3[:, :2]
         iris, ap, centre = np.zeros((2, 2)), np.zeros(2), np.zeros((2, 2))
         for k, key in enumerate(("image_right", "image_left")):
             i, (c0, c1), pairs = _MP_EYES[key]
@@ -59,7 +64,7 @@ class MediaPipeEyes:
             iris[k] = pts[i]
             ap[k] = np.mean([np.linalg.norm(pts[a] - pts[b]) for a, b in pairs]) / max(width, 1e-6)
             centre[k] = (pts[c0] + pts[c1]) / 2
-        return {"iris": iris, "aperture": ap, "centre": centre}
+        return {"iris": iris, "aperture": ap, "centre": centre, "points": pts3}
 
 
 def pupil_errors(
@@ -81,6 +86,34 @@ def pupil_errors(
         d = np.linalg.norm(pupils[:, k] - mp_iris[:, k], axis=-1) / np.maximum(width, 1e-6)
         out[:, k] = np.where(conf[:, k] > min_conf, d, np.nan)
     return out
+
+
+def mesh_head_rotation(points: np.ndarray, model_mesh: np.ndarray, translation: np.ndarray) -> np.ndarray:
+    """Head rotation (model -> camera, ``(3, 3)``) from MediaPipe's mesh, an estimate independent of the tracker.
+
+    The face model's vertices are MediaPipe's mesh topology (``tools/build_face_model.py``), so the rotation of
+    the least-squares similarity fit (Umeyama) of the model's mean mesh onto MediaPipe's 468 points is the head
+    rotation in the model's own frame. MediaPipe's points are orthographic (x, y pixels, z relative depth), so
+    that rotation is relative to the viewing ray; it is turned into the camera frame by the rotation taking the
+    optical axis onto the ray toward the head (``translation``, the tracked head position: only its direction
+    is used, a degree or two off the axis).
+
+    Args:
+        points: ``(478, 3)`` or ``(468, 3)`` MediaPipe points (:class:`MediaPipeEyes`).
+        model_mesh: ``(468, 3)`` model vertices, model frame (x = actor's left, y down, nose toward -z).
+        translation: ``(3,)`` head position in the camera frame, metres.
+    """
+    src, dst = np.asarray(model_mesh, np.float64)[:468], np.asarray(points, np.float64)[:468]
+    xs, xd = src - src.mean(0), dst - dst.mean(0)
+    u, _sv, vt = np.linalg.svd(xd.T @ xs)
+    d = np.diag([1.0, 1.0, float(np.sign(np.linalg.det(u) * np.linalg.det(vt)))])
+    r_ray = u @ d @ vt
+    ray = np.asarray(translation, np.float64) / max(float(np.linalg.norm(translation)), 1e-12)
+    z = np.array([0.0, 0.0, 1.0])
+    v, c = np.cross(z, ray), float(z @ ray)
+    vx = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    to_ray = np.eye(3) + vx + vx @ vx / (1.0 + c)
+    return np.asarray(to_ray @ r_ray, np.float64)
 
 
 def blink_events(aperture: np.ndarray, ratio: float = 0.5) -> list[tuple[int, int]]:

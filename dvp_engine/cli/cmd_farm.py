@@ -23,7 +23,7 @@ import logging
 from pathlib import Path
 
 from .common import UsageError
-from .options import add_frames, add_framing
+from .options import add_frames, add_framing, float_type
 
 NAME = "farm"
 HELP = "write the reenact job as an OpenJD bundle (Deadline Cloud) or an OpenCue job spec"
@@ -52,6 +52,13 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="CHANNEL=VALUE[@FIRST-LAST]")
     p.add_argument("--size", type=int, default=256, help="network resolution when training (256)")
     p.add_argument("--iters", type=int, default=31000, help="training iterations (31000)")
+    p.add_argument(
+        "--time-limit",
+        type=float_type(0.0, 10080.0, lo_open=True),
+        metavar="MINUTES",
+        help="the train task stops after this many minutes of training, checkpointed, and the render steps use "
+        "that model (per attempt: a retried task resumes and may train as long again)",
+    )
     p.add_argument("--batch", type=int, default=16, help="training batch (16)")
     p.add_argument("--ngf", type=int, default=64, help="generator base width (64)")
     p.add_argument("--seed", type=int, default=0)
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         sets=args.sets,
         size=args.size,
         iters=args.iters,
+        time_limit=args.time_limit,
         batch=args.batch,
         ngf=args.ngf,
         seed=args.seed,

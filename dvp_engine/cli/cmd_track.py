@@ -62,7 +62,9 @@ def configure(p: argparse.ArgumentParser) -> None:
         choices=("camera", "forward", "none"),
         default="camera",
         help="estimate the actor's eyeball centres assuming the actor mostly looks into the lens (camera, "
-        "default), or that the eyes point along the face on average (forward); none: the model's centres",
+        "default; forward is tried next where the clip does not bear that out), or that the eyes point along "
+        "the face on average (forward); none: the model's fixed centres. When no assumption holds, the centres "
+        "follow the eye openings, set apart so that the eyes' gaze rays meet",
     )
     p.add_argument(
         "--update",

@@ -37,10 +37,13 @@ LOOK_AT: Final = layout.LOOK_AT
 LOOK_X, LOOK_Y, LOOK_Z, LOOK_WEIGHT = LOOK_AT
 LOOK_TARGET: Final = (LOOK_X, LOOK_Y, LOOK_Z)
 
-CALIBRATION_METHODS: Final = ("camera", "forward", "model")
+CALIBRATION_METHODS: Final = ("camera", "forward", "binocular", "openings", "model")
 """How an :class:`EyeCalibration` was made: ``camera`` (the actor mostly fixates the lens), ``forward`` (the
-actor's eyes point, on average, along the face's forward axis) or ``model`` (the face model's fixed centres:
-the fallback when the clip cannot calibrate)."""
+actor's eyes point, on average, along the face's forward axis), ``binocular`` (neither held: the face model's
+centres moved with the fitted face's eye openings, their separation and relative height set so that the eyes'
+gaze rays meet), ``openings`` (the eye openings' centres alone: the fallback when that cannot be set either) or
+``model`` (the face model's fixed centres: tracks made before ``openings`` existed, and ``eye_calibration
+'none'``)."""
 
 
 @dataclass(frozen=True)
@@ -77,8 +80,10 @@ class EyeCalibration:
 
     @property
     def fallback(self) -> bool:
-        """True when the tracker used the face model's centres (too few pupils, or an implausible estimate)."""
-        return self.method == "model"
+        """True when no assumption about where the actor looks held (or there were too few pupils): the
+        centres are the face model's, fixed (``model``) or moved with the eye openings (``openings``,
+        ``binocular``: only the eyes' separation comes from the pupils)."""
+        return self.method in ("model", "openings", "binocular")
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict (the track header's ``eyes`` entry)."""

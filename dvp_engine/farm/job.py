@@ -119,6 +119,8 @@ class FarmSettings:
     sets: list[str] = field(default_factory=list)
     size: int = 256
     iters: int = 31000
+    time_limit: float | None = None
+    """minutes of training per attempt of the train task (None: until ``iters``)."""
     batch: int = 16
     ngf: int = 64
     seed: int = 0
@@ -278,6 +280,8 @@ def describe_job(s: FarmSettings) -> FarmJob:
         args = ["train", "--track", tgt_npz, "--frames-from", "{Target}", "-o", model, "--size", str(s.size),
                 "--iters", str(s.iters), "--batch", str(s.batch), "--ngf", str(s.ngf), "--seed", str(s.seed),
                 "--framing", s.framing, "--preview-every", every, "--checkpoint-every", every, "--resume", *dev]  # fmt: skip
+        if s.time_limit is not None:
+            args += ["--time-limit", f"{s.time_limit:g}"]
         if s.train_gpus > 1:
             cmd = [
                 "torchrun",

@@ -19,14 +19,22 @@ observations. An assumption about where the actor looks is needed, and it is wha
 The estimate starts from the model's centres moved with the fitted face's eye openings (the eyeball sits
 behind its opening; the tracker passes these as ``start``) and a weak prior pulls it there. It is then checked
 for plausibility (adult eyeball positions vary by a few millimetres: an offset over ``max_offset`` from the
-start is rejected as a failed assumption). When too few frames have pupils,
-or the check fails, the calibration falls back to the face model's centres and says why
-(:attr:`~dvp_engine.core.gaze.EyeCalibration.note`).
+start is rejected as a failed assumption). When too few frames have pupils, or the check fails, the
+calibration falls back to the start centres (method ``openings``; the face model's fixed centres, ``model``,
+when no start is given) and says why (:attr:`~dvp_engine.core.gaze.EyeCalibration.note`).
+
+:func:`calibrate_eyes_in_order` tries assumptions in turn (the tracker's default: ``camera``, then ``forward``
+for a clip where the actor does not look into the lens). Falling back to the model's *fixed* centres instead of
+the openings' would be wrong for most actors: an identity that moves the eye openings by 2-3 mm leaves the
+pupils 2-3 mm from the fixed centres' straight-ahead point, a gaze of 10-15 degrees per eye (a squint of up to
+45 degrees measured on real clips).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -126,7 +134,8 @@ def calibrate_eyes(
 
     Returns:
         :class:`~dvp_engine.core.gaze.EyeCalibration`: method ``camera``/``forward`` with the estimated centres,
-        or method ``model`` (the model's centres) with a note saying why.
+        or, with a note saying why, method ``openings`` (the ``start`` centres) or ``model`` (the model's
+        centres, when no ``start`` is given).
     """
     if method not in ("camera", "forward"):
         raise ValueError(f"eye calibration method must be 'camera' or 'forward', got {method!r}")
@@ -138,7 +147,11 @@ def calibrate_eyes(
     c_start = c_model if start is None else np.asarray(start, np.float64).reshape(2, 3)
 
     def fallback(note: str, used: int = 0) -> EyeCalibration:
-        return EyeCalibration(c_model, float(radius), "model", used, note, np.zeros((2, 3)))
+        if start is None:
+            return EyeCalibration(c_model, float(radius), "model", used, note + "the face model's eyeball "
+                                  "centres are used", np.zeros((2, 3)))  # fmt: skip
+        note += "the face model's eyeball centres, moved with the fitted face's eye openings, are used"
+        return EyeCalibration(c_start, float(radius), "openings", used, note, c_start - c_model)
 
     offsets = np.zeros((2, 3))
     used = []
@@ -148,8 +161,7 @@ def calibrate_eyes(
         count = int(ok.sum())
         if count < min_frames:
             return fallback(
-                f"too few frames with a {names[e]} pupil to calibrate the eyes ({count}, need {min_frames}): "
-                "the face model's eyeball centres are used",
+                f"too few frames with a {names[e]} pupil to calibrate the eyes ({count}, need {min_frames}); ",
                 count,
             )
         delta, err = _fit_eye(
@@ -160,20 +172,171 @@ def calibrate_eyes(
             what = "into the lens" if method == "camera" else "along the face's forward axis"
             return fallback(
                 f"the {names[e]} eye looks {what} in only {share:.0%} of {count} frames (need "
-                f"{min_inliers:.0%}): the assumption of the '{method}' calibration does not hold; the face "
-                "model's eyeball centres are used",
+                f"{min_inliers:.0%}): the assumption of the '{method}' calibration does not hold; ",
                 count,
             )
         if float(np.linalg.norm(delta)) > max_offset:
             return fallback(
                 f"the {names[e]} eyeball centre came out {np.linalg.norm(delta) * 1000:.1f} mm from behind its "
-                f"eye opening (over {max_offset * 1000:.0f} mm is not plausible for an adult): the face model's "
-                "eyeball centres are used",
+                f"eye opening under the '{method}' assumption (over {max_offset * 1000:.0f} mm is not plausible "
+                "for an adult); ",
                 count,
             )
         offsets[e] = c_start[e] + delta - c_model[e]
         used.append(int(np.sum(err <= inlier_deg)))
     return EyeCalibration(c_model + offsets, float(radius), method, min(used), "", offsets)
+
+
+def sphere_gaze(
+    centre: F64,
+    radius: float,
+    rotations: F64,
+    translations: F64,
+    pupils: F64,
+    intrinsics: tuple[float, float, float, float],
+) -> F64:
+    """Gaze ``(F, 2)`` (yaw, pitch degrees, head frame) of one eye whose centre is ``centre`` (model frame,
+    metres): the camera ray through each pupil pixel meets the eyeball sphere (the point nearest the sphere
+    where it passes by), and the gaze is the direction from the centre to that point. ``rotations`` ``(F, 3,
+    3)``, ``translations`` ``(F, 3)``, ``pupils`` ``(F, 2)`` pixels. Same convention as
+    :func:`~dvp_engine.core.layout.gaze_direction`."""
+    fx, fy, cx, cy = intrinsics
+    ray = np.stack([(pupils[:, 0] - cx) / fx, (pupils[:, 1] - cy) / fy, np.ones(len(pupils))], axis=1)
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+    c = np.einsum("fij,j->fi", rotations, centre) + translations
+    along = np.sum(ray * c, axis=1)
+    disc = along**2 - (np.sum(c * c, axis=1) - radius**2)
+    t = along - np.sqrt(np.maximum(disc, 0.0))
+    d_cam = ray * t[:, None] - c
+    d = np.einsum("fji,fj->fi", rotations, d_cam)  # R^T: head frame
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    return np.stack(
+        [np.degrees(np.arctan2(d[:, 0], -d[:, 2])), np.degrees(np.arcsin(np.clip(d[:, 1], -1.0, 1.0)))],
+        axis=1,
+    )
+
+
+def binocular_centres(
+    centres: npt.ArrayLike,
+    radius: float,
+    rotations: npt.ArrayLike,
+    translations: npt.ArrayLike,
+    pupils: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    intrinsics: tuple[float, float, float, float],
+    *,
+    min_weight: float = 0.2,
+    min_frames: int = 30,
+    max_offset: float = 0.006,
+) -> tuple[F64, str]:
+    """Centres ``(2, 3)`` moved apart/together and up/down in opposite directions so that the two eyes'
+    gaze rays meet, whatever the actor looks at; and a note (empty on success).
+
+    Both eyes fixate one point: their gaze differs by the vergence of that point (a few degrees at
+    conversational distances) and not in pitch. Where the actor looks is unknown, so the median vergence is set
+    to that of the lens (a target at the camera's distance, where these clips' actors mostly look around) and
+    the median pitch difference to the lens' (about 0). Only the eyes' relative position is estimated: the
+    common offset (both eyes moved together) stays at ``centres`` (the eye openings'). Sizes: moving the centres
+    ``s`` apart changes the vergence by ``2 s / radius`` radians.
+
+    Args:
+        centres: ``(2, 3)`` start centres (actor's left, right), model frame, metres.
+        radius, rotations, translations, pupils, weights, intrinsics: as :func:`calibrate_eyes`.
+        min_weight: pupils of lower confidence are not used; frames need both pupils.
+        min_frames: fewest frames with both pupils.
+        max_offset: largest plausible move of each centre (metres); a larger one keeps ``centres``.
+    """
+    c = np.asarray(centres, np.float64).reshape(2, 3).copy()
+    rot = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
+    trans = np.asarray(translations, np.float64).reshape(-1, 3)
+    pup = np.asarray(pupils, np.float64).reshape(-1, 2, 2)
+    w = np.nan_to_num(np.asarray(weights, np.float64).reshape(-1, 2))
+    ok = np.all(w >= min_weight, axis=1) & np.all(np.isfinite(pup), axis=(1, 2))
+    if int(ok.sum()) < min_frames:
+        return (
+            c,
+            f"too few frames with both pupils to set the eyes' separation ({int(ok.sum())}, need {min_frames})",
+        )
+    rot, trans, pup = rot[ok], trans[ok], pup[ok]
+    from dvp_engine.core.gaze import look_at_angles
+
+    start = c.copy()
+    for _ in range(6):
+        lens = look_at_angles(rot, trans, c, np.zeros(3))
+        g = [sphere_gaze(c[e], radius, rot, trans, pup[:, e], intrinsics) for e in range(2)]
+        verg_err = math.radians(float(np.median((g[1][:, 0] - g[0][:, 0]) - (lens[:, 2] - lens[:, 0]))))
+        pitch_err = math.radians(float(np.median((g[0][:, 1] - g[1][:, 1]) - (lens[:, 1] - lens[:, 3]))))
+        shift = np.array([-verg_err * radius / 2.0, pitch_err * radius / 2.0, 0.0])
+        c[0] += shift
+        c[1] -= shift
+        if abs(verg_err) < 1e-4 and abs(pitch_err) < 1e-4:
+            break
+    moved = float(np.abs(c - start).max())
+    if moved > max_offset:
+        return start, (
+            f"the eyes' separation came out {moved * 1000:.1f} mm from the eye openings' (over "
+            f"{max_offset * 1000:.0f} mm is not plausible)"
+        )
+    return c, ""
+
+
+def calibrate_eyes_in_order(
+    methods: Sequence[str],
+    model_centres: npt.ArrayLike,
+    radius: float,
+    rotations: npt.ArrayLike,
+    translations: npt.ArrayLike,
+    pupils: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    intrinsics: tuple[float, float, float, float],
+    *,
+    binocular: bool = True,
+    **kwargs: Any,
+) -> EyeCalibration:
+    """:func:`calibrate_eyes` with each assumption of ``methods`` in turn; the first that holds is returned.
+
+    When none holds, the eye openings' centres (``start``) are returned, with their separation set by
+    :func:`binocular_centres` (method ``binocular``) unless ``binocular`` is False or that fails (method
+    ``openings``), and a note naming every assumption tried and why it failed. Too few pupils end the search
+    at once (every assumption needs the same pupils).
+
+    Args:
+        methods: e.g. ``("camera", "forward")``.
+        model_centres ... intrinsics, kwargs: as :func:`calibrate_eyes`.
+        binocular: set the separation of the fallback centres from the pupils.
+    """
+    if not methods:
+        raise ValueError("calibrate_eyes_in_order needs at least one method")
+    notes: list[str] = []
+    cal: EyeCalibration | None = None
+    for m in methods:
+        cal = calibrate_eyes(
+            model_centres, radius, rotations, translations, pupils, weights, intrinsics, method=m, **kwargs
+        )
+        if not cal.fallback:
+            if notes:
+                cal = replace(cal, note="; ".join(notes) + f"; the '{m}' assumption holds")
+            return cal
+        if cal.note.startswith("too few frames"):
+            return cal
+        notes.append(cal.note.split(";")[0])
+    assert cal is not None
+    if binocular and cal.method == "openings":
+        centres, why = binocular_centres(
+            cal.centres, radius, rotations, translations, pupils, weights, intrinsics,
+            **{k: v for k, v in kwargs.items() if k in ("min_weight", "min_frames", "max_offset")},
+        )  # fmt: skip
+        c_model = np.asarray(model_centres, np.float64).reshape(2, 3)
+        if not why:
+            return replace(
+                cal, centres=centres, method="binocular", offsets=centres - c_model,
+                note="; ".join(notes) + "; the face model's eyeball centres follow the fitted face's eye "
+                "openings, set apart so that the eyes' gaze rays meet (vergence of the lens' distance)",
+            )  # fmt: skip
+        notes.append(why)
+    if len(notes) > 1:
+        cal = replace(cal, note="; ".join(notes) + "; " + cal.note.split("; ")[-1])
+    return cal
 
 
 def calibration_inputs(params: npt.ArrayLike, valid: npt.ArrayLike) -> tuple[F64, F64, npt.NDArray[Any]]:

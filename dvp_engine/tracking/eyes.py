@@ -185,7 +185,9 @@ def _remove_highlights(a: F64, size: int) -> F64:
         pad = [(r, r) if ax == axis else (0, 0) for ax in range(2)]
         p = np.pad(x, pad, mode="edge")
         n = x.shape[axis]
-        return np.asarray(op(np.stack([np.take(p, range(i, i + n), axis=axis) for i in range(2 * r + 1)]), axis=0))
+        return np.asarray(
+            op(np.stack([np.take(p, range(i, i + n), axis=axis) for i in range(2 * r + 1)]), axis=0)
+        )
 
     opened = [line(line(a, np.min, ax), np.max, ax) for ax in (0, 1)]
     return np.asarray(np.maximum(opened[0], opened[1]), np.float64)

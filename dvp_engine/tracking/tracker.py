@@ -38,7 +38,7 @@ from dvp_engine.core import layout
 from dvp_engine.core.gaze import EyeCalibration
 
 from . import solver as S
-from .eye_calibration import calibrate_eyes, calibration_inputs
+from .eye_calibration import calibrate_eyes_in_order, calibration_inputs
 from .xp import Array, asnumpy, blas_threads, box_blur, get_xp
 
 ProgressFn = Callable[[int, int], None]
@@ -94,10 +94,12 @@ class TrackerSettings:
             per-actor gaze offset (which relative transfer cancels). Eye calibration is off with it.
         eye_calibration: how the actor's eyeball centres are estimated from the clip
             (:func:`~dvp_engine.tracking.eye_calibration.calibrate_eyes`): ``"camera"`` (the actor looks into
-            the lens in most frames), ``"forward"`` (the eyes point along the face on average) or ``"none"``
-            (the face model's centres).
+            the lens in most frames; where the clip does not bear that out, ``"forward"`` is tried next),
+            ``"forward"`` (the eyes point along the face on average) or ``"none"`` (the face model's fixed
+            centres). When no assumption holds, the model's centres moved with the fitted face's eye openings
+            are used (method ``openings``), with a note in the track.
         eye_calibration_min_frames: fewest frames with a pupil (per eye) to calibrate; fewer falls back to
-            the model's centres, with a note in the track.
+            ``openings``, with a note in the track.
     """
 
     solver: S.SolverSettings = field(default_factory=S.SolverSettings)
@@ -610,9 +612,11 @@ class Tracker:
             # face's eye openings (identity only): the eyeball sits behind its opening
             face_centres = asnumpy(self.m.eyeball_centres(self._shape, xp.zeros((1, layout.N_EXPRESSION))))[0]
             rot, trans, rows = calibration_inputs(params, valid)
-            eyes = calibrate_eyes(
-                model_centres, self.m.eyeball_radius, rot, trans, pup[rows], pw[rows], self.intrinsics,
-                method=st.eye_calibration, min_frames=st.eye_calibration_min_frames, start=face_centres,
+            # an actor who does not look into the lens may still look along the face on average
+            methods = ("camera", "forward") if st.eye_calibration == "camera" else (st.eye_calibration,)
+            eyes = calibrate_eyes_in_order(
+                methods, model_centres, self.m.eyeball_radius, rot, trans, pup[rows], pw[rows],
+                self.intrinsics, min_frames=st.eye_calibration_min_frames, start=face_centres,
             )  # fmt: skip
         rows = np.flatnonzero(valid & (pw.max(axis=1) > 0))
         gaze = np.zeros((n, 4))

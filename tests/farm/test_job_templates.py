@@ -105,6 +105,25 @@ def test_render_chunks_follow_the_frames_reenact_renders(tmp_path: Path) -> None
     )
 
 
+def test_time_limit_reaches_the_train_task_as_dvp_train_reads_it(tmp_path: Path) -> None:
+    from dvp_engine.cli.main import build_parser
+
+    assert _farm("openjd", tmp_path / "b", tmp_path / "job", "--time-limit", "12.5") == 0
+    tpl = yaml.safe_load((tmp_path / "b" / "template.yaml").read_text())
+    args = {s["name"]: s for s in tpl["steps"]}["Train"]["script"]["actions"]["onRun"]["args"]
+    parsed = build_parser().parse_args(args)
+    assert parsed.command == "train" and parsed.time_limit == 12.5 and parsed.iters == 3
+    # without it the task trains to --iters
+    assert _farm("openjd", tmp_path / "c", tmp_path / "job") == 0
+    tpl = yaml.safe_load((tmp_path / "c" / "template.yaml").read_text())
+    args = {s["name"]: s for s in tpl["steps"]}["Train"]["script"]["actions"]["onRun"]["args"]
+    assert "--time-limit" not in args and build_parser().parse_args(args).time_limit is None
+    # and a bad value is refused when the job is made, not on the farm
+    with pytest.raises(SystemExit) as exc:
+        _farm("openjd", tmp_path / "d", tmp_path / "job", "--time-limit", "0")
+    assert exc.value.code == 2 and not (tmp_path / "d").exists()
+
+
 def test_bad_input_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

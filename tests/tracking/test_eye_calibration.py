@@ -10,7 +10,7 @@ from dvp_engine.core.gaze import look_at_angles
 from dvp_engine.core.rotation import euler_to_matrix
 from dvp_engine.facemodel import load_default_model
 from dvp_engine.tracking import solver as S
-from dvp_engine.tracking.eye_calibration import calibrate_eyes
+from dvp_engine.tracking.eye_calibration import calibrate_eyes, calibrate_eyes_in_order, sphere_gaze
 from dvp_engine.tracking.pipeline import track_video
 from dvp_engine.tracking.synthetic import synthetic_scene
 from dvp_engine.tracking.tracker import Tracker, TrackerSettings, default_intrinsics, from_packed
@@ -123,6 +123,74 @@ def test_calibration_falls_back_and_says_why(model) -> None:
         calibrate_eyes(true, model.eyeball_radius, rot, trans, pup, np.ones((60, 2)), intr, method="median")
 
 
+def test_in_order_tries_forward_when_the_actor_does_not_look_into_the_lens(model) -> None:
+    intr = default_intrinsics(512, 512)
+    rot, trans, rng = _poses(200, 11)
+    true = _centres(model) + OFFSETS
+    # eyes centred in the head (5 degrees of spread) while the head turns: never into the lens
+    gaze = rng.normal(size=(200, 4)) * 5.0
+    pup = _pupils(model, rot, trans, true, gaze, intr) + rng.normal(size=(200, 2, 2)) * 0.2
+    args = (_centres(model), model.eyeball_radius, rot, trans, pup, np.ones((200, 2)), intr)
+    alone = calibrate_eyes(*args, method="camera", start=_centres(model))
+    assert alone.fallback, "the camera assumption should not hold for this actor"
+    cal = calibrate_eyes_in_order(("camera", "forward"), *args, start=_centres(model))
+    assert cal.method == "forward" and not cal.fallback
+    assert "'camera'" in cal.note and "'forward' assumption holds" in cal.note, cal.note
+    assert np.abs(cal.centres - true)[:, :2].max() < 0.0004, cal.centres - true
+
+
+def test_when_no_assumption_holds_the_eyes_follow_the_openings(model) -> None:
+    """An actor whose eye openings sit 2.5 mm further apart than the model's, looking everywhere: neither
+    assumption holds and the centres are the openings' (start), not the model's fixed ones, so the gaze has
+    no constant squint."""
+    intr = default_intrinsics(512, 512)
+    rot, trans, rng = _poses(120, 12)
+    start = _centres(model) + np.array([[0.0025, 0.0, 0.0], [-0.0025, 0.0, 0.0]])
+    gaze = rng.uniform(-30, 30, (120, 4))
+    pup = _pupils(model, rot, trans, start, gaze, intr)
+    cal = calibrate_eyes_in_order(("camera", "forward"), _centres(model), model.eyeball_radius, rot, trans, pup,
+                                  np.ones((120, 2)), intr, start=start, binocular=False)  # fmt: skip
+    assert cal.fallback and cal.method == "openings", cal
+    assert "'camera'" in cal.note and "'forward'" in cal.note, cal.note
+    assert "eye openings" in cal.note
+    np.testing.assert_allclose(cal.centres, start)
+    np.testing.assert_allclose(cal.offsets, start - _centres(model))
+    with pytest.raises(ValueError, match="at least one method"):
+        calibrate_eyes_in_order(
+            (), _centres(model), model.eyeball_radius, rot, trans, pup, np.ones((120, 2)), intr
+        )
+
+
+def test_binocular_fallback_sets_the_eyes_separation_so_their_rays_meet(model) -> None:
+    """An actor looking around (never into the lens, not along the face on average) at points 0.4-1.2 m away,
+    both eyes fixating each point, whose eyeballs sit 2 mm further apart and 0.8 mm at different heights than
+    the eye openings say: the fallback recovers the relative offset (within 0.4 mm) and the tracked vergence is
+    then that of the targets, where the openings' centres alone give a squint of several degrees."""
+    intr = default_intrinsics(512, 512)
+    rot, trans, rng = _poses(200, 13)
+    start = _centres(model)
+    rel = np.array([0.001, -0.0004, 0.0])
+    true = start + np.stack([rel, -rel])
+    # fixation targets in the camera frame: up to 30 cm beside the lens, 0.4-1.2 m in front of the head
+    tgt = np.column_stack([rng.uniform(-0.3, 0.3, 200), rng.uniform(-0.2, 0.2, 200), np.zeros(200)])
+    tgt[:, 2] = trans[:, 2] - rng.uniform(0.4, 1.2, 200)
+    gaze = look_at_angles(rot, trans, true, tgt)
+    pup = _pupils(model, rot, trans, true, gaze, intr) + rng.normal(size=(200, 2, 2)) * 0.1
+    args = (_centres(model), model.eyeball_radius, rot, trans, pup, np.ones((200, 2)), intr)
+    cal = calibrate_eyes_in_order(("camera", "forward"), *args, start=start)
+    assert cal.method == "binocular" and cal.fallback, cal
+    assert "gaze rays meet" in cal.note, cal.note
+    got_rel = ((cal.centres - start)[0] - (cal.centres - start)[1]) / 2
+    assert np.abs(got_rel - rel)[:2].max() < 0.0004, (got_rel, rel)
+    np.testing.assert_allclose(cal.centres.mean(axis=0), start.mean(axis=0), atol=1e-9)  # common offset kept
+
+    def squint(centres: np.ndarray) -> float:
+        g = [sphere_gaze(centres[e], model.eyeball_radius, rot, trans, pup[:, e], intr) for e in range(2)]
+        return float(np.median(np.abs((g[1][:, 0] - g[0][:, 0]) - (gaze[:, 2] - gaze[:, 0]))))
+
+    assert squint(cal.centres) < 1.5 < 4.0 < squint(start), (squint(cal.centres), squint(start))
+
+
 class _Replay:
     def __init__(self, obs):
         self.obs = list(obs)
@@ -143,7 +211,10 @@ def test_track_stores_the_calibration_and_the_fallback_note(model, scene, tmp_pa
     note = track.metadata["tracker"]["eye_calibration"]
     assert note["fallback"] is True and "too few frames" in note["note"]
     back = FaceTrack.load(track.save(tmp_path / "t.npz"))
-    assert back.eyes is not None and back.eyes.method == "model" and back.eyes.note == track.eyes.note
+    # the fallback is the model's centres moved with the fitted face's eye openings (identity_keyframes=0:
+    # no identity, so here they are the model's own)
+    assert back.eyes is not None and back.eyes.method == "openings" and back.eyes.note == track.eyes.note
+    assert "eye openings" in back.eyes.note
     np.testing.assert_allclose(back.eyes.centres, _centres(model), atol=1e-6)
     # with enough frames it calibrates, and the file keeps the centres
     st = TrackerSettings(identity_keyframes=0, eye_calibration_min_frames=10)

@@ -221,5 +221,7 @@ def test_specular_highlights_do_not_pull_the_pupil(px: float, py: float) -> None
     err = float(np.hypot(*(with_removal.centre - (px, py))))
     err_off = float(np.hypot(*(without.centre - (px, py))))
     assert err < 0.5, f"pupil at {with_removal.centre}, truth ({px}, {py}): {err:.2f} px"
-    assert err_off > 1.0, f"without highlight removal the error is only {err_off:.2f} px: the test shows nothing"
+    assert err_off > 1.0, (
+        f"without highlight removal the error is only {err_off:.2f} px: the test shows nothing"
+    )
     assert with_removal.confidence > 0.5
