@@ -88,10 +88,11 @@ class TrackerSettings:
         blas_threads: numpy's OpenBLAS threads while solving on the CPU (the systems are small: one thread is
             as fast on a quiet machine and much faster on a busy one); None leaves BLAS as it is.
         eyeball_follows_face: move the eyeball centres with the mean displacement of their eye openings
-            (identity + expression) in the gaze solve. Off by default because the renderer
-            (:mod:`dvp_engine.render.conditioning`) places pupils around the model's fixed centres, and gaze must
-            mean the same in both; with it off, an identity that moves the eye openings shows up as a constant
-            per-actor gaze offset (which relative transfer cancels). Eye calibration is off with it.
+            (identity + expression) in the gaze solve, every frame. Off by default because the renderer
+            (:mod:`dvp_engine.render.conditioning`) places pupils around one pair of centres per track (the
+            track's eye calibration, ``FaceTrack.eyes.centres``), and gaze must mean the same in both; the
+            calibration (``eye_calibration``) is what accounts for the actor's eye openings then. Eye
+            calibration is off with it.
         eye_calibration: how the actor's eyeball centres are estimated from the clip
             (:func:`~dvp_engine.tracking.eye_calibration.calibrate_eyes`): ``"camera"`` (the actor looks into
             the lens in most frames; where the clip does not bear that out, ``"forward"`` is tried next),
