@@ -97,7 +97,7 @@ class Recorder:
         return o
 
 
-def clip(name: str, frames: str | None) -> dict:
+def clip(model, name: str, frames: str | None) -> dict:
     from dvp_engine.tracking.pipeline import read_source, track_video
 
     path = DATA / f"{name}.mp4"
@@ -145,7 +145,7 @@ def clip(name: str, frames: str | None) -> dict:
     iris = np.full((n, 2, 2), np.nan)
     ap = np.full((n, 2), np.nan)
     mp_rot = np.full((n, 3, 3), np.nan)
-    mesh = np.asarray(load_default_model().vertices(), np.float64).reshape(-1, 3)
+    mesh = np.asarray(model.vertices(), np.float64).reshape(-1, 3)
     t0 = time.perf_counter()
     for i, img in enumerate(images):
         m = mp(img)
@@ -214,7 +214,7 @@ def main() -> None:
     }
     if args.actors > 0:
         doc["synthetic"] = synthetic(model, args.actors, args.synthetic_frames, args.size)
-    doc["clips"] = {c: clip(c, args.frames) for c in args.clips}
+    doc["clips"] = {c: clip(model, c, args.frames) for c in args.clips}
     print(json.dumps(doc, indent=2))
 
 

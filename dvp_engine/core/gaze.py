@@ -168,13 +168,7 @@ def look_at_angles(
             "or at an eyeball: it must be in front of the eyes (the face looks toward the camera, -z of the head)",
             frame=int(numbers[f]),
         )
-    d = v_head / dist[..., None]
-    pitch = np.degrees(np.arcsin(np.clip(d[..., 1], -1.0, 1.0)))
-    yaw = np.degrees(np.arctan2(d[..., 0], -d[..., 2]))
-    out = np.empty((n, 4))
-    out[:, 0::2] = yaw
-    out[:, 1::2] = pitch
-    return out
+    return layout.gaze_angles(v_head / dist[..., None]).reshape(n, 4)
 
 
 def plate_point_to_camera(

@@ -184,3 +184,12 @@ def gaze_direction(yaw_deg: npt.ArrayLike, pitch_deg: npt.ArrayLike) -> npt.NDAr
     yaw = np.deg2rad(np.asarray(yaw_deg, dtype=np.float64))
     pitch = np.deg2rad(np.asarray(pitch_deg, dtype=np.float64))
     return np.stack([np.sin(yaw) * np.cos(pitch), np.sin(pitch), -np.cos(yaw) * np.cos(pitch)], axis=-1)
+
+
+def gaze_angles(direction: npt.ArrayLike) -> npt.NDArray[np.float64]:
+    """Yaw and pitch degrees ``(..., 2)`` of unit gaze directions ``(..., 3)`` in the head frame, the inverse
+    of :func:`gaze_direction`: ``pitch = asin(d_y)``, ``yaw = atan2(d_x, -d_z)``."""
+    d = np.asarray(direction, dtype=np.float64)
+    yaw = np.degrees(np.arctan2(d[..., 0], -d[..., 2]))
+    pitch = np.degrees(np.arcsin(np.clip(d[..., 1], -1.0, 1.0)))
+    return np.stack([yaw, pitch], axis=-1)

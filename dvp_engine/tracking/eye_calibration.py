@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from dvp_engine.core.gaze import EyeCalibration
+from dvp_engine.core import layout
+from dvp_engine.core.gaze import EyeCalibration, look_at_angles
 
 F64 = npt.NDArray[np.float64]
 
@@ -137,22 +138,42 @@ def calibrate_eyes(
         or, with a note saying why, method ``openings`` (the ``start`` centres) or ``model`` (the model's
         centres, when no ``start`` is given).
     """
-    if method not in ("camera", "forward"):
-        raise ValueError(f"eye calibration method must be 'camera' or 'forward', got {method!r}")
-    c_model = np.asarray(model_centres, np.float64).reshape(2, 3)
-    rot = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
-    trans = np.asarray(translations, np.float64).reshape(-1, 3)
-    pup = np.asarray(pupils, np.float64).reshape(-1, 2, 2)
-    wts = np.clip(np.nan_to_num(np.asarray(weights, np.float64).reshape(-1, 2)), 0.0, 1.0)
-    c_start = c_model if start is None else np.asarray(start, np.float64).reshape(2, 3)
+    return calibrate_eyes_in_order(
+        (method,), model_centres, radius, rotations, translations, pupils, weights, intrinsics,
+        binocular=False, min_frames=min_frames, min_weight=min_weight, min_inliers=min_inliers,
+        inlier_deg=inlier_deg, prior=prior, max_offset=max_offset, start=start,
+    )  # fmt: skip
 
-    def fallback(note: str, used: int = 0) -> EyeCalibration:
-        if start is None:
-            return EyeCalibration(c_model, float(radius), "model", used, note + "the face model's eyeball "
-                                  "centres are used", np.zeros((2, 3)))  # fmt: skip
-        note += "the face model's eyeball centres, moved with the fitted face's eye openings, are used"
-        return EyeCalibration(c_start, float(radius), "openings", used, note, c_start - c_model)
 
+@dataclass(frozen=True)
+class _Failed:
+    """Why an assumption gave no estimate: ``reason`` (for the note), the pupil frames it had, and whether
+    there were too few pupils (then no other assumption can do better)."""
+
+    reason: str
+    frames: int
+    too_few: bool = False
+
+
+def _estimate(
+    method: str,
+    c_model: F64,
+    c_start: F64,
+    radius: float,
+    rot: F64,
+    trans: F64,
+    pup: F64,
+    wts: F64,
+    intrinsics: tuple[float, float, float, float],
+    *,
+    min_frames: int,
+    min_weight: float,
+    min_inliers: float,
+    inlier_deg: float,
+    prior: float,
+    max_offset: float,
+) -> EyeCalibration | _Failed:
+    """One assumption's estimate of both centres (arguments as :func:`calibrate_eyes`, arrays converted)."""
     offsets = np.zeros((2, 3))
     used = []
     names = ("left", "right")
@@ -160,9 +181,10 @@ def calibrate_eyes(
         ok = (wts[:, e] >= min_weight) & np.all(np.isfinite(pup[:, e]), axis=1)
         count = int(ok.sum())
         if count < min_frames:
-            return fallback(
-                f"too few frames with a {names[e]} pupil to calibrate the eyes ({count}, need {min_frames}); ",
+            return _Failed(
+                f"too few frames with a {names[e]} pupil to calibrate the eyes ({count}, need {min_frames})",
                 count,
+                too_few=True,
             )
         delta, err = _fit_eye(
             c_start[e], float(radius), rot[ok], trans[ok], pup[ok, e], wts[ok, e], intrinsics, method, prior
@@ -170,16 +192,16 @@ def calibrate_eyes(
         share = float(np.mean(err <= inlier_deg))
         if share < min_inliers:
             what = "into the lens" if method == "camera" else "along the face's forward axis"
-            return fallback(
+            return _Failed(
                 f"the {names[e]} eye looks {what} in only {share:.0%} of {count} frames (need "
-                f"{min_inliers:.0%}): the assumption of the '{method}' calibration does not hold; ",
+                f"{min_inliers:.0%}): the assumption of the '{method}' calibration does not hold",
                 count,
             )
         if float(np.linalg.norm(delta)) > max_offset:
-            return fallback(
+            return _Failed(
                 f"the {names[e]} eyeball centre came out {np.linalg.norm(delta) * 1000:.1f} mm from behind its "
                 f"eye opening under the '{method}' assumption (over {max_offset * 1000:.0f} mm is not plausible "
-                "for an adult); ",
+                "for an adult)",
                 count,
             )
         offsets[e] = c_start[e] + delta - c_model[e]
@@ -210,10 +232,7 @@ def sphere_gaze(
     d_cam = ray * t[:, None] - c
     d = np.einsum("fji,fj->fi", rotations, d_cam)  # R^T: head frame
     d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
-    return np.stack(
-        [np.degrees(np.arctan2(d[:, 0], -d[:, 2])), np.degrees(np.arcsin(np.clip(d[:, 1], -1.0, 1.0)))],
-        axis=1,
-    )
+    return layout.gaze_angles(d)
 
 
 def binocular_centres(
@@ -258,8 +277,6 @@ def binocular_centres(
             f"too few frames with both pupils to set the eyes' separation ({int(ok.sum())}, need {min_frames})",
         )
     rot, trans, pup = rot[ok], trans[ok], pup[ok]
-    from dvp_engine.core.gaze import look_at_angles
-
     start = c.copy()
     for _ in range(6):
         lens = look_at_angles(rot, trans, c, np.zeros(3))
@@ -291,58 +308,72 @@ def calibrate_eyes_in_order(
     intrinsics: tuple[float, float, float, float],
     *,
     binocular: bool = True,
-    **kwargs: Any,
+    min_frames: int = 30,
+    min_weight: float = 0.2,
+    min_inliers: float = 0.4,
+    inlier_deg: float = 6.0,
+    prior: float = 0.004,
+    max_offset: float = 0.006,
+    start: npt.ArrayLike | None = None,
 ) -> EyeCalibration:
     """:func:`calibrate_eyes` with each assumption of ``methods`` in turn; the first that holds is returned.
 
     When none holds, the eye openings' centres (``start``) are returned, with their separation set by
     :func:`binocular_centres` (method ``binocular``) unless ``binocular`` is False or that fails (method
-    ``openings``), and a note naming every assumption tried and why it failed. Too few pupils end the search
-    at once (every assumption needs the same pupils).
+    ``openings``; ``model``, the model's centres, without a ``start``), and a note naming every assumption
+    tried and why it failed. Too few pupils end the search at once (every assumption needs the same pupils).
 
     Args:
         methods: e.g. ``("camera", "forward")``.
-        model_centres ... intrinsics, kwargs: as :func:`calibrate_eyes`.
         binocular: set the separation of the fallback centres from the pupils.
+        model_centres ... intrinsics, the rest: as :func:`calibrate_eyes`.
     """
     if not methods:
         raise ValueError("calibrate_eyes_in_order needs at least one method")
-    notes: list[str] = []
-    cal: EyeCalibration | None = None
     for m in methods:
-        cal = calibrate_eyes(
-            model_centres, radius, rotations, translations, pupils, weights, intrinsics, method=m, **kwargs
-        )
-        if not cal.fallback:
-            if notes:
-                cal = replace(cal, note="; ".join(notes) + f"; the '{m}' assumption holds")
-            return cal
-        if cal.note.startswith("too few frames"):
-            return cal
-        notes.append(cal.note.split(";")[0])
-    assert cal is not None
-    if binocular and cal.method == "openings":
-        centres, why = binocular_centres(
-            cal.centres, radius, rotations, translations, pupils, weights, intrinsics,
-            **{k: v for k, v in kwargs.items() if k in ("min_weight", "min_frames", "max_offset")},
-        )  # fmt: skip
-        c_model = np.asarray(model_centres, np.float64).reshape(2, 3)
-        if not why:
-            return replace(
-                cal, centres=centres, method="binocular", offsets=centres - c_model,
-                note="; ".join(notes) + "; the face model's eyeball centres follow the fitted face's eye "
-                "openings, set apart so that the eyes' gaze rays meet (vergence of the lens' distance)",
-            )  # fmt: skip
-        notes.append(why)
-    if len(notes) > 1:
-        cal = replace(cal, note="; ".join(notes) + "; " + cal.note.split("; ")[-1])
-    return cal
+        if m not in ("camera", "forward"):
+            raise ValueError(f"eye calibration method must be 'camera' or 'forward', got {m!r}")
+    c_model = np.asarray(model_centres, np.float64).reshape(2, 3)
+    rot = np.asarray(rotations, np.float64).reshape(-1, 3, 3)
+    trans = np.asarray(translations, np.float64).reshape(-1, 3)
+    pup = np.asarray(pupils, np.float64).reshape(-1, 2, 2)
+    wts = np.clip(np.nan_to_num(np.asarray(weights, np.float64).reshape(-1, 2)), 0.0, 1.0)
+    c_start = c_model if start is None else np.asarray(start, np.float64).reshape(2, 3)
+    reasons: list[str] = []
+    used = 0
+    for m in methods:
+        got = _estimate(m, c_model, c_start, radius, rot, trans, pup, wts, intrinsics, min_frames=min_frames,
+                        min_weight=min_weight, min_inliers=min_inliers, inlier_deg=inlier_deg, prior=prior,
+                        max_offset=max_offset)  # fmt: skip
+        if isinstance(got, EyeCalibration):
+            return replace(got, note="; ".join([*reasons, f"the '{m}' assumption holds"])) if reasons else got
+        reasons.append(got.reason)
+        used = got.frames
+        if got.too_few:
+            break
+    else:
+        if binocular and start is not None:
+            centres, why = binocular_centres(c_start, radius, rot, trans, pup, wts, intrinsics,
+                                             min_weight=min_weight, min_frames=min_frames,
+                                             max_offset=max_offset)  # fmt: skip
+            if not why:
+                note = "; ".join([*reasons, "the face model's eyeball centres follow the fitted face's eye "
+                                  "openings, set apart so that the eyes' gaze rays meet (vergence of the lens' "
+                                  "distance)"])  # fmt: skip
+                return EyeCalibration(centres, float(radius), "binocular", used, note, centres - c_model)
+            reasons.append(why)
+    if start is None:
+        note = "; ".join([*reasons, "the face model's eyeball centres are used"])
+        return EyeCalibration(c_model, float(radius), "model", used, note, np.zeros((2, 3)))
+    note = "; ".join(
+        [*reasons, "the face model's eyeball centres, moved with the fitted face's eye openings, are used"]
+    )
+    return EyeCalibration(c_start, float(radius), "openings", used, note, c_start - c_model)
 
 
 def calibration_inputs(params: npt.ArrayLike, valid: npt.ArrayLike) -> tuple[F64, F64, npt.NDArray[Any]]:
     """Rotations ``(V, 3, 3)``, translations ``(V, 3)`` and the row indices of the valid frames of packed
     FaceTrack parameters ``(F, FRAME_SIZE)``."""
-    from dvp_engine.core import layout
     from dvp_engine.core.rotation import euler_to_matrix
 
     p = np.asarray(params, np.float64)

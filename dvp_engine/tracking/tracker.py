@@ -98,7 +98,8 @@ class TrackerSettings:
             the lens in most frames; where the clip does not bear that out, ``"forward"`` is tried next),
             ``"forward"`` (the eyes point along the face on average) or ``"none"`` (the face model's fixed
             centres). When no assumption holds, the model's centres moved with the fitted face's eye openings
-            are used (method ``openings``), with a note in the track.
+            are used, set apart so that the eyes' gaze rays meet (method ``binocular``; ``openings`` when that
+            cannot be set either), with a note in the track.
         eye_calibration_min_frames: fewest frames with a pupil (per eye) to calibrate; fewer falls back to
             ``openings``, with a note in the track.
     """

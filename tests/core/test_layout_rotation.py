@@ -86,3 +86,12 @@ def test_cli_protocol_lines_round_trip() -> None:
     )
     assert parse_line(format_error("model/: not a dvp model folder")).frame is None  # type: ignore[union-attr]
     assert parse_line("dvp: wrote 5 frames") is None
+
+
+def test_gaze_angles_inverts_gaze_direction() -> None:
+    from dvp_engine.core.layout import gaze_angles, gaze_direction
+
+    rng = np.random.default_rng(7)
+    ang = np.column_stack([rng.uniform(-80, 80, 50), rng.uniform(-80, 80, 50)])
+    np.testing.assert_allclose(gaze_angles(gaze_direction(ang[:, 0], ang[:, 1])), ang, atol=1e-9)
+    np.testing.assert_allclose(gaze_angles([0.0, 0.0, -1.0]), [0.0, 0.0], atol=1e-12)  # out of the face
